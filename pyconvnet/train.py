@@ -1,0 +1,179 @@
+"""The training loop: mini-batch SGD with evaluation, checkpoints and a training-curve plot.
+
+Reproducibility: every random choice derives from one seed: initial weights (nn.init.seed),
+the data order and augmentation of epoch e (the DataLoader's (seed, e, i) streams) and dropout
+masks ((layer seed, call count)). A checkpoint at the end of an epoch stores the counters, so a
+resumed run is bit-identical on the CPU to one that never stopped (same thread count)."""
+import json
+import math
+import os
+import time
+
+import numpy as np
+
+from . import checkpoint, datasets, models, nn, optim
+from .data import DataLoader
+
+CKPT = "checkpoint.npz"
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def evaluate(model, dataset, batch_size=256, transform=None, ten_crop=False):
+    """Mean loss, top-1 and (with more than 5 classes) top-5 accuracy over a data set. With
+    ten_crop, transform yields (10, C, H, W) per image and the softmax outputs are averaged."""
+    model.eval()
+    crit = nn.SoftmaxCrossEntropy()
+    loader = DataLoader(dataset, batch_size, shuffle=False, transform=transform)
+    n = correct1 = correct5 = 0
+    loss_sum = 0.0
+    for x, y in loader:
+        if ten_crop:
+            b = x.shape[0]
+            logits = model(np.ascontiguousarray(x.reshape(b * 10, *x.shape[2:])))
+            prob = nn.Softmax()(logits).reshape(b, 10, -1).mean(axis=1)
+            loss_sum += float(-np.log(np.maximum(prob[np.arange(b), y], 1e-30)).sum())
+        else:
+            logits = model(x)
+            loss_sum += crit(logits, y) * len(y)
+            prob = crit.prob
+        top = np.argsort(-prob, axis=1)[:, :5]
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(axis=1).sum())
+        n += len(y)
+    out = {"loss": loss_sum / max(n, 1), "top1": correct1 / max(n, 1)}
+    if prob.shape[1] > 5:
+        out["top5"] = correct5 / max(n, 1)
+    return out
+
+
+class Run:
+    """One training run: model, optimizer, schedule and data, built from a config dict (or from a
+    checkpoint's copy of it), with fit() and the state a checkpoint needs."""
+
+    def __init__(self, config, stats=None):
+        c = self.config = dict(config)
+        nn.init.seed(c["seed"])
+        shape = models.input_shape(c["model"])
+        self.train_set, self.test_set, self.train_tf, self.test_tf, self.stats = datasets.resolve(
+            c["data"], c["model"], shape, seed=c["seed"], stats=stats)
+        first = self.train_set[0][0] if self.train_tf is None else self.train_tf(
+            self.train_set[0][0], np.random.default_rng(0))
+        c["input_shape"] = list(np.shape(first))
+        c["num_classes"] = int(self.train_set.num_classes)
+        self.model = models.build(c["model"], c["num_classes"], tuple(c["input_shape"]))
+        self.model[0].need_input_grad = False  # nobody needs the gradient of the images
+        self.opt = optim.SGD(self.model, c["lr"], c["momentum"], c["weight_decay"], rule=c["rule"])
+        self.schedule = optim.make_schedule(c["schedule"], self.opt, c["epochs"])
+        self.loader = DataLoader(self.train_set, c["batch_size"], shuffle=True, seed=c["seed"],
+                                 transform=self.train_tf, num_workers=c["workers"], drop_last=True)
+        self.epoch, self.history = 0, []
+
+    # -- checkpoints
+    def save(self, out_dir):
+        dropout = [[i, l.seed, l.calls] for i, l in enumerate(self.model.layers) if isinstance(l, nn.Dropout)]
+        meta = {"config": self.config, "epoch": self.epoch, "history": self.history,
+                "optimizer": self.opt.state_dict(), "dropout": dropout,
+                "schedule": self.schedule.state_dict() if self.schedule else None,
+                "param_names": [[n, *self.model.offsets[n], list(p.shape)] for n, p, _ in self.model.named_parameters()]}
+        arrays = {"params": self.model.flat_params, "velocity": self.opt.velocity,
+                  **{"stat_" + k: v for k, v in self.stats.items()}}
+        checkpoint.save(os.path.join(out_dir, CKPT), arrays, meta)
+
+    @classmethod
+    def load(cls, path, **overrides):
+        arrays, meta = checkpoint.load(path)
+        config = dict(meta["config"], **overrides)
+        stats = {k[5:]: v for k, v in arrays.items() if k.startswith("stat_")}
+        run = cls(config, stats=stats)
+        if arrays["params"].shape != run.model.flat_params.shape:
+            raise ValueError(f"checkpoint {path}: {arrays['params'].size} parameters, but model "
+                             f"{config['model']} has {run.model.flat_params.size}")
+        np.copyto(run.model.flat_params, arrays["params"])
+        run.opt.load_state_dict(meta["optimizer"], arrays["velocity"])
+        if run.schedule and meta["schedule"]:
+            run.schedule.load_state_dict(meta["schedule"])
+        for i, seed, calls in meta["dropout"]:
+            run.model[i].seed, run.model[i].calls = seed, calls
+        run.epoch, run.history = meta["epoch"], meta["history"]
+        return run
+
+    # -- training
+    def train_epoch(self, progress=True, log_every=10):
+        from tqdm import tqdm
+        model, opt, crit = self.model, self.opt, nn.SoftmaxCrossEntropy()
+        model.train()
+        self.loader.set_epoch(self.epoch)
+        bar = tqdm(total=len(self.loader), disable=not progress, leave=False, unit="batch",
+                   desc=f"epoch {self.epoch + 1}/{self.config['epochs']}")
+        t0, seen, loss_sum, correct, losses = time.perf_counter(), 0, 0.0, 0, []
+        for step, (x, y) in enumerate(self.loader):
+            logits = model(x)
+            loss = crit(logits, y)
+            if not math.isfinite(loss):
+                bar.close()
+                raise Diverged(f"loss became {loss} at epoch {self.epoch + 1}, step {step + 1} "
+                               f"(lr {opt.lr:g}); try a smaller --lr. The last good checkpoint is kept.")
+            model.zero_grad()
+            model.backward(crit.backward())
+            opt.step()
+            seen += len(y)
+            loss_sum += loss * len(y)
+            correct += int((logits.argmax(axis=1) == y).sum())
+            losses.append(loss)
+            if step % log_every == 0 or step + 1 == len(self.loader):
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
+            bar.update(1)
+        bar.close()
+        return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1),
+                "images_per_s": seen / (time.perf_counter() - t0), "step_losses": losses}
+
+    def fit(self, out_dir=None, progress=True, log=print):
+        while self.epoch < self.config["epochs"]:
+            tr = self.train_epoch(progress)
+            ev = evaluate(self.model, self.test_set, transform=self.test_tf)
+            self.epoch += 1
+            if self.schedule:
+                self.schedule.step(ev["top1"])
+            row = {"epoch": self.epoch, "train_loss": tr["loss"], "train_acc": tr["acc"],
+                   "test_loss": ev["loss"], "test_top1": ev["top1"], "lr": self.opt.lr,
+                   "images_per_s": tr["images_per_s"]}
+            if "top5" in ev:
+                row["test_top5"] = ev["top5"]
+            self.history.append(row)
+            log(f"epoch {self.epoch:3d}  loss {tr['loss']:.4f}  train acc {tr['acc']:.4f}  "
+                f"test loss {ev['loss']:.4f}  top-1 {ev['top1']:.4f}"
+                + (f"  top-5 {ev['top5']:.4f}" if "top5" in ev else "")
+                + f"  {tr['images_per_s']:.0f} img/s")
+            if out_dir:
+                self.save(out_dir)
+                write_history(out_dir, self.history)
+        return self.history
+
+
+def write_history(out_dir, history):
+    """history.json and a training-curve PNG (loss and accuracy per epoch)."""
+    with open(os.path.join(out_dir, "history.json"), "w") as f:
+        json.dump(history, f, indent=1)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["test_loss"] for h in history], "o-", label="test")
+    a.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    b.plot(ep, [h["train_acc"] for h in history], "o-", label="train top-1")
+    b.plot(ep, [h["test_top1"] for h in history], "o-", label="test top-1")
+    if "test_top5" in history[-1]:
+        b.plot(ep, [h["test_top5"] for h in history], "o-", label="test top-5")
+    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "training_curve.png"), dpi=100)
+    plt.close(fig)

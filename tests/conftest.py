@@ -1,0 +1,36 @@
+"""Shared fixtures: a seeded numpy generator, and guards that restore the library's global settings
+(thread count, workspace limit) after a test changes them."""
+import numpy as np
+import pytest
+
+import pyconvnet
+from pyconvnet.nn import init
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Seed numpy's legacy global RNG and the layer-init generator before every test."""
+    np.random.seed(0)
+    init.seed(0)
+    yield
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def restore_settings():
+    """Restores the workspace limit and the thread count whatever the test sets."""
+    limit, threads = pyconvnet.get_workspace_limit(), pyconvnet.get_num_threads()
+    yield
+    pyconvnet.set_workspace_limit(limit)
+    pyconvnet.set_num_threads(threads)
+
+
+@pytest.fixture
+def small_workspace(restore_settings):
+    """A workspace limit of 4 bytes: every conv/local kernel then runs one image per chunk."""
+    pyconvnet.set_workspace_limit(4)
+    yield
