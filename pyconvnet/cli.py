@@ -1,5 +1,7 @@
-"""Command line: pyconvnet train | eval | summary."""
+"""Command line: pyconvnet train | eval | summary, plus the commands of the modules in EXTRA
+(each has add_parser(subparsers), which registers a subcommand and sets its `func`)."""
 import argparse
+import importlib
 import os
 import sys
 
@@ -67,7 +69,7 @@ def cmd_train(a):
 
 
 def cmd_eval(a):
-    from . import datasets
+    from . import sources
     from .train import Run, evaluate
     overrides = {"data": a.data} if a.data else {}
     run = Run.load(a.checkpoint, **overrides)
@@ -76,7 +78,7 @@ def cmd_eval(a):
         if not run.stats:
             raise SystemExit("pyconvnet: --ten-crop needs an image-folder data set")
         crop = run.config["input_shape"][-1]
-        tf, ten = datasets.TenCrop(run.stats, datasets.rescale_size(crop), crop), True
+        tf, ten = sources.TenCrop(run.stats, sources.rescale_size(crop), crop), True
     r = evaluate(run.model, run.test_set, transform=tf, ten_crop=ten)
     print(f"{a.checkpoint}: {len(run.test_set)} test images, loss {r['loss']:.4f}, "
           f"top-1 {r['top1']:.4f}" + (f", top-5 {r['top5']:.4f}" if "top5" in r else ""))
@@ -87,10 +89,15 @@ def cmd_summary(a):
     print(m.summary(models.input_shape(a.model)))
 
 
+EXTRA = ()  # e.g. ("bench_cli",): modules of pyconvnet with add_parser(subparsers)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="pyconvnet", description=__doc__)
+    p = argparse.ArgumentParser(prog="pyconvnet", description="A small convolutional-network library.")
     sub = p.add_subparsers(dest="cmd", required=True)
     _train_parser(sub)
+    for name in EXTRA:
+        importlib.import_module(f"pyconvnet.{name}").add_parser(sub)
     e = sub.add_parser("eval", help="evaluate a checkpoint on its (or another) test set")
     e.add_argument("checkpoint")
     e.add_argument("--data", default=None)
@@ -104,8 +111,9 @@ def main(argv=None):
         set_num_threads(a.threads)
     if a.cmd == "summary" and a.num_classes is None:
         a.num_classes = 1000 if a.model != "lenet5" else 10
+    builtin = {"train": cmd_train, "eval": cmd_eval, "summary": cmd_summary}
     try:
-        {"train": cmd_train, "eval": cmd_eval, "summary": cmd_summary}[a.cmd](a)
+        (builtin[a.cmd] if a.cmd in builtin else a.func)(a)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"pyconvnet: {e}") from None
     return 0

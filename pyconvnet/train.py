@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, datasets, models, nn, optim
+from . import checkpoint, models, nn, optim, sources
 from .data import DataLoader
 
 CKPT = "checkpoint.npz"
@@ -57,7 +57,7 @@ class Run:
         c = self.config = dict(config)
         nn.init.seed(c["seed"])
         shape = models.input_shape(c["model"])
-        self.train_set, self.test_set, self.train_tf, self.test_tf, self.stats = datasets.resolve(
+        self.train_set, self.test_set, self.train_tf, self.test_tf, self.stats = sources.resolve(
             c["data"], c["model"], shape, seed=c["seed"], stats=stats)
         first = self.train_set[0][0] if self.train_tf is None else self.train_tf(
             self.train_set[0][0], np.random.default_rng(0))
