@@ -89,7 +89,7 @@ def cmd_summary(a):
     print(m.summary(models.input_shape(a.model)))
 
 
-EXTRA = ()  # e.g. ("bench_cli",): modules of pyconvnet with add_parser(subparsers)
+EXTRA = ("lecture_cli",)  # modules of pyconvnet with add_parser(subparsers)
 
 
 def main(argv=None):

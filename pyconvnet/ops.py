@@ -85,6 +85,9 @@ def linear_backward(dy, x, w, dw=None, db=None, need_dx=True):
 def _pool_out(x, k, s, p):
     if x.ndim != 4:
         raise ValueError(f"pooling expects x of shape (N, C, H, W), got {x.shape}")
+    for name, v in (("kernel_size", k), ("stride", s)):  # before the shape divides by the stride
+        if min(v) < 1:
+            raise ValueError(f"pooling: {name} must be >= 1, got {v}")
     return (x.shape[0], x.shape[1], max(out_size(x.shape[2], k[0], s[0], p[0]), 0),
             max(out_size(x.shape[3], k[1], s[1], p[1]), 0))
 

@@ -131,8 +131,10 @@ class Run:
         return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1),
                 "images_per_s": seen / (time.perf_counter() - t0), "step_losses": losses}
 
-    def fit(self, out_dir=None, progress=True, log=print):
-        while self.epoch < self.config["epochs"]:
+    def fit(self, out_dir=None, progress=True, log=print, until=None):
+        """Train to the configured number of epochs (or only up to epoch `until`)."""
+        end = self.config["epochs"] if until is None else min(until, self.config["epochs"])
+        while self.epoch < end:
             tr = self.train_epoch(progress)
             ev = evaluate(self.model, self.test_set, transform=self.test_tf)
             self.epoch += 1

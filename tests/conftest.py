@@ -1,10 +1,17 @@
 """Shared fixtures: a seeded numpy generator, and guards that restore the library's global settings
 (thread count, workspace limit) after a test changes them."""
-import numpy as np
-import pytest
+import os
 
-import pyconvnet
-from pyconvnet.nn import init
+# The suite makes thousands of tiny kernel calls; on a shared, oversubscribed machine OpenMP's
+# default spin-waiting at each region's barrier costs more than the work (10x wall time measured).
+# Must be set before libgomp loads with pyconvnet._core; an explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import pyconvnet  # noqa: E402
+from pyconvnet.nn import init  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -193,3 +193,58 @@ def test_against_torch(rng, case):
     assert_close(dx, tx.grad.numpy())
     assert_close(dw, tw.grad.numpy())
     assert_close(db, tb.grad.numpy())
+
+
+def test_backward_when_the_runtime_grants_fewer_threads():
+    """OpenMP may run a region with fewer threads than num_threads(S) asks for (OMP_THREAD_LIMIT,
+    OMP_DYNAMIC under load, nesting). conv2d_backward must still sum only the weight-gradient
+    slots that threads actually filled. Run in a child: the limit is read when libgomp loads."""
+    import os
+    import subprocess
+    import sys
+    code = """
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import reference as ref, pyconvnet
+from pyconvnet import _core
+pyconvnet.set_num_threads(2)
+r = np.random.default_rng(0)
+x = r.standard_normal((4, 2, 5, 5)).astype(np.float32)
+for k in ((3, 3), (1, 1)):
+    w = r.standard_normal((3, 2) + k).astype(np.float32)
+    dy = r.standard_normal((4, 3, 6 - k[0], 6 - k[1])).astype(np.float32)
+    slot = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1, True)
+    dw = np.zeros_like(w)
+    _core.conv2d_backward(None, dw, None, dy, x, w, (1, 1), (0, 0), 1, np.full(4 * slot, np.nan, np.float32))
+    np.testing.assert_allclose(dw, ref.conv2d_backward(dy, x, w)[1], rtol=1e-4, atol=1e-4)
+"""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, OMP_THREAD_LIMIT="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(here), os.environ.get("PYTHONPATH", "")]))
+    res = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-1500:]
+
+
+def test_concurrent_python_threads(rng):
+    """Kernels release the GIL and each Python thread has its own workspace: concurrent calls from
+    several threads give the single-threaded results."""
+    import threading
+    x, w, b, s, p, g = make(rng, CASES[3])
+    dy = randn(rng, *ref.conv2d_forward(x, w, b, s, p, g).shape)
+    want = _run_ops(x, w, b, dy, s, p, g)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(10):
+                for got, w0 in zip(_run_ops(x, w, b, dy, s, p, g), want):
+                    np.testing.assert_allclose(got, w0, rtol=1e-5, atol=1e-5 * np.abs(w0).max())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]

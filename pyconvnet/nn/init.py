@@ -15,8 +15,12 @@ def generator():
 
 def he_normal(shape, fan_in):
     """He et al. 2015: N(0, 2/fan_in), right for ReLU nets."""
-    return (_rng[0].standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    w = _rng[0].standard_normal(shape, dtype=np.float32)
+    w *= np.float32(np.sqrt(2.0 / fan_in))
+    return w
 
 
 def normal(shape, std):
-    return (_rng[0].standard_normal(shape) * std).astype(np.float32)
+    w = _rng[0].standard_normal(shape, dtype=np.float32)
+    w *= np.float32(std)
+    return w
