@@ -1,7 +1,11 @@
-// conv2d by im2col + GEMM, one image per thread (OpenMP over the batch, single-threaded BLAS).
-// Per image n and group g (K = C/groups*KH*KW, P = OH*OW, OCg = OC/groups):
-//   forward   y[n,g] (OCg, P) = w[g] (OCg, K) @ col[g] (K, P) + b
-//   backward  dw[g] += dy[n,g] @ col[g]^T;  dcol[g] = w[g]^T @ dy[n,g];  dx[n] = col2im(dcol)
+// conv2d by im2col + GEMM over a chunk of nb images at once. Per group g (K = C/groups*KH*KW,
+// P = OH*OW, L = nb*P, OCg = OC/groups), with the chunk's columns side by side:
+//   col (C*KH*KW, L): column n*P + p holds image n's patch at output position p
+//   forward   Y[g] (OCg, L) = w[g] (OCg, K) @ col[g] (K, L)            then Y -> y (N, OC, P) + b
+//   backward  dw[g] += dY[g] (OCg, L) @ col[g]^T;  dcol[g] = w[g]^T @ dY[g];  dx = col2im(dcol)
+// One wide GEMM per group keeps OpenBLAS near peak where per-image products are thin (conv3-5
+// have P = 169), and needs no per-thread weight-gradient copies. The threads go into the GEMM
+// (split over its columns) and into the per-image im2col/col2im loops.
 #include <omp.h>
 #include <algorithm>
 #include <cstring>
@@ -9,17 +13,16 @@
 
 namespace pcn {
 
-void im2col(float* col, const float* x, const Geom& g) {
-  const int64_t P = (int64_t)g.OH * g.OW;
+// One image x (C, H, W) into col (C*KH*KW, P) whose rows are ld floats apart (ld >= P).
+void im2col(float* col, const float* x, const Geom& g, int64_t ld) {
   for (int c = 0; c < g.C; ++c)
     for (int kh = 0; kh < g.KH; ++kh)
       for (int kw = 0; kw < g.KW; ++kw) {
-        float* row = col + ((int64_t)(c * g.KH + kh) * g.KW + kw) * P;
+        float* row = col + ((int64_t)(c * g.KH + kh) * g.KW + kw) * ld;
         const float* xc = x + (int64_t)c * g.H * g.W;
         // ow range whose input column iw = ow*SW - PW + kw lies inside [0, W)
         int ow0 = std::max(0, (g.PW - kw + g.SW - 1) / g.SW);
-        int ow1 = std::min(g.OW, (g.W + g.PW - kw + g.SW - 1) / g.SW);
-        ow1 = std::max(ow0, ow1);
+        int ow1 = std::max(ow0, std::min(g.OW, (g.W + g.PW - kw + g.SW - 1) / g.SW));
         for (int oh = 0; oh < g.OH; ++oh) {
           float* r = row + (int64_t)oh * g.OW;
           int ih = oh * g.SH - g.PH + kh;
@@ -33,12 +36,12 @@ void im2col(float* col, const float* x, const Geom& g) {
       }
 }
 
-void col2im(float* x, const float* col, const Geom& g) {
-  const int64_t P = (int64_t)g.OH * g.OW;
+// The adjoint of im2col: adds col's entries back onto x (C, H, W).
+void col2im(float* x, const float* col, const Geom& g, int64_t ld) {
   for (int c = 0; c < g.C; ++c)
     for (int kh = 0; kh < g.KH; ++kh)
       for (int kw = 0; kw < g.KW; ++kw) {
-        const float* row = col + ((int64_t)(c * g.KH + kh) * g.KW + kw) * P;
+        const float* row = col + ((int64_t)(c * g.KH + kh) * g.KW + kw) * ld;
         float* xc = x + (int64_t)c * g.H * g.W;
         int ow0 = std::max(0, (g.PW - kw + g.SW - 1) / g.SW);
         int ow1 = std::max(ow0, std::min(g.OW, (g.W + g.PW - kw + g.SW - 1) / g.SW));
@@ -52,45 +55,66 @@ void col2im(float* x, const float* col, const Geom& g) {
       }
 }
 
-// A 1x1, stride-1, unpadded conv needs no im2col: the image is its own column matrix.
-static bool is_pointwise(const Geom& g) {
-  return g.KH == 1 && g.KW == 1 && g.SH == 1 && g.SW == 1 && g.PH == 0 && g.PW == 0;
+// Per image of a chunk: its columns (C*KH*KW x P) and its output/gradient rows (OC x P).
+int64_t conv2d_slot_floats(const Geom& g, int OC, int, bool) {
+  return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * g.OH * g.OW);
 }
 
-int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward) {
-  int64_t col = is_pointwise(g) ? 0 : (int64_t)g.C * g.KH * g.KW * g.OH * g.OW;
-  int64_t dw = backward ? (int64_t)OC * (g.C / groups) * g.KH * g.KW : 0;
-  return std::max<int64_t>(1, col + dw);
+// Images per chunk: enough for GEMMs about 2048 columns wide (wider ones measured no faster and
+// stream a larger column matrix through the caches), no more than the workspace holds.
+static int chunk(int N, const Geom& g, int OC, int64_t ws_floats) {
+  int64_t want = std::max<int64_t>(1, 2048 / ((int64_t)g.OH * g.OW));
+  int64_t room = ws_floats / conv2d_slot_floats(g, OC, 1, false);
+  return (int)std::max<int64_t>(1, std::min<int64_t>({N, want, room}));
 }
 
-// Images in flight: one per thread, fewer when the workspace cannot hold that many slots.
-static int slots(int N, int64_t slot, int64_t ws_floats) {
-  return (int)std::max<int64_t>(1, std::min<int64_t>({N, omp_get_max_threads(), ws_floats / slot}));
+// im2col / col2im of a chunk: threads take (image, channel) pairs, which own disjoint rows of col
+// and disjoint planes of x, so even a one-image chunk runs in parallel.
+static void chunk_im2col(float* col, const float* x, int nb, const Geom& g, int64_t L) {
+  Geom g1 = g;
+  g1.C = 1;
+  const int64_t P = (int64_t)g.OH * g.OW, plane = (int64_t)g.H * g.W, rows = (int64_t)g.KH * g.KW;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int i = 0; i < nb; ++i)
+    for (int c = 0; c < g.C; ++c)
+      im2col(col + c * rows * L + i * P, x + ((int64_t)i * g.C + c) * plane, g1, L);
+}
+
+static void chunk_col2im(float* dx, const float* col, int nb, const Geom& g, int64_t L) {
+  Geom g1 = g;
+  g1.C = 1;
+  const int64_t P = (int64_t)g.OH * g.OW, plane = (int64_t)g.H * g.W, rows = (int64_t)g.KH * g.KW;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int i = 0; i < nb; ++i)
+    for (int c = 0; c < g.C; ++c) {
+      float* xp = dx + ((int64_t)i * g.C + c) * plane;
+      std::fill(xp, xp + plane, 0.f);
+      col2im(xp, col + c * rows * L + i * P, g1, L);
+    }
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats) {
   const int OCg = OC / groups, K = g.C / groups * g.KH * g.KW, P = g.OH * g.OW;
-  const int64_t slot = conv2d_slot_floats(g, OC, groups, false);
-  const int S = slots(N, slot, ws_floats);
-  // With one image in flight (N = 1, or a tight workspace) the threads go into the GEMM instead.
-  auto gemm = S > 1 ? sgemm : sgemm_parallel;
-#pragma omp parallel num_threads(S)
-  {
-    float* col = ws + omp_get_thread_num() * slot;
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; ++n) {
-      const float* xn = x + (int64_t)n * g.C * g.H * g.W;
-      float* yn = y + (int64_t)n * OC * P;
-      const float* cn = xn;
-      if (!is_pointwise(g)) { im2col(col, xn, g); cn = col; }
-      for (int gi = 0; gi < groups; ++gi)
-        gemm(false, false, OCg, P, K, 1.f, w + (int64_t)gi * OCg * K, K, cn + (int64_t)gi * K * P,
-             P, 0.f, yn + (int64_t)gi * OCg * P, P);
-      if (b)
-        for (int oc = 0; oc < OC; ++oc)
-          for (int p = 0; p < P; ++p) yn[(int64_t)oc * P + p] += b[oc];
-    }
+  const int64_t xsize = (int64_t)g.C * g.H * g.W;
+  const int NB = chunk(N, g, OC, ws_floats);
+  for (int n0 = 0; n0 < N; n0 += NB) {
+    const int nb = std::min(NB, N - n0);
+    const int64_t L = (int64_t)nb * P;
+    float* col = ws;                                  // (C*KH*KW, L)
+    float* ybuf = ws + (int64_t)g.C * g.KH * g.KW * L;  // (OC, L)
+    chunk_im2col(col, x + n0 * xsize, nb, g, L);
+    for (int gi = 0; gi < groups; ++gi)
+      sgemm_parallel(false, false, OCg, (int)L, K, 1.f, w + (int64_t)gi * OCg * K, K,
+                     col + (int64_t)gi * K * L, (int)L, 0.f, ybuf + (int64_t)gi * OCg * L, (int)L);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < nb; ++i)
+      for (int oc = 0; oc < OC; ++oc) {
+        const float* src = ybuf + (int64_t)oc * L + (int64_t)i * P;
+        float* dst = y + ((int64_t)(n0 + i) * OC + oc) * P;
+        const float bias = b ? b[oc] : 0.f;
+        for (int p = 0; p < P; ++p) dst[p] = src[p] + bias;
+      }
   }
 }
 
@@ -98,11 +122,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
                      const float* w, int N, const Geom& g, int OC, int groups, float* ws,
                      int64_t ws_floats) {
   const int OCg = OC / groups, K = g.C / groups * g.KH * g.KW, P = g.OH * g.OW;
-  const int64_t wsize = (int64_t)OC * K, xsize = (int64_t)g.C * g.H * g.W;
-  const int64_t slot = conv2d_slot_floats(g, OC, groups, true);
-  const int S = slots(N, slot, ws_floats);
-  const bool pw = is_pointwise(g);
-  auto gemm = S > 1 ? sgemm : sgemm_parallel;
+  const int64_t xsize = (int64_t)g.C * g.H * g.W;
+  const int NB = chunk(N, g, OC, ws_floats);
   if (db)
 #pragma omp parallel for schedule(static)
     for (int oc = 0; oc < OC; ++oc) {
@@ -112,42 +133,27 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       db[oc] += (float)s;
     }
   if (!dx && !dw) return;
-#pragma omp parallel num_threads(S)
-  {
-    const int t = omp_get_thread_num();
-    float* col = ws + t * slot;
-    // Each thread sums its images' weight gradients privately; the sum over threads follows,
-    // in thread order, so results are deterministic for a given thread count.
-    float* dwt = S > 1 ? col + (pw ? 0 : (int64_t)g.C * g.KH * g.KW * P) : dw;
-    if (dw && S > 1) std::fill(dwt, dwt + wsize, 0.f);
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; ++n) {
-      const float* xn = x + n * xsize;
-      const float* dyn = dy + (int64_t)n * OC * P;
-      if (dw) {
-        const float* cn = xn;
-        if (!pw) { im2col(col, xn, g); cn = col; }
-        for (int gi = 0; gi < groups; ++gi)
-          gemm(false, true, OCg, K, P, 1.f, dyn + (int64_t)gi * OCg * P, P,
-               cn + (int64_t)gi * K * P, P, 1.f, dwt + (int64_t)gi * OCg * K, K);
-      }
-      if (dx) {
-        float* dxn = dx + n * xsize;
-        float* dcol = pw ? dxn : col;
-        for (int gi = 0; gi < groups; ++gi)
-          gemm(true, false, K, P, OCg, 1.f, w + (int64_t)gi * OCg * K, K,
-               dyn + (int64_t)gi * OCg * P, P, 0.f, dcol + (int64_t)gi * K * P, P);
-        if (!pw) { std::fill(dxn, dxn + xsize, 0.f); col2im(dxn, col, g); }
-      }
+  for (int n0 = 0; n0 < N; n0 += NB) {
+    const int nb = std::min(NB, N - n0);
+    const int64_t L = (int64_t)nb * P;
+    float* col = ws;                                   // (C*KH*KW, L): patches, then their gradients
+    float* dyb = ws + (int64_t)g.C * g.KH * g.KW * L;  // (OC, L)
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int i = 0; i < nb; ++i)
+      for (int oc = 0; oc < OC; ++oc)
+        std::memcpy(dyb + (int64_t)oc * L + (int64_t)i * P, dy + ((int64_t)(n0 + i) * OC + oc) * P,
+                    sizeof(float) * P);
+    if (dw) {
+      chunk_im2col(col, x + n0 * xsize, nb, g, L);
+      for (int gi = 0; gi < groups; ++gi)
+        sgemm_parallel(false, true, OCg, K, (int)L, 1.f, dyb + (int64_t)gi * OCg * L, (int)L,
+                       col + (int64_t)gi * K * L, (int)L, 1.f, dw + (int64_t)gi * OCg * K, K);
     }
-    if (dw && S > 1) {
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < wsize; ++i) {
-        float s = 0.f;
-        for (int u = 0; u < S; ++u) s += ws[u * slot + (pw ? 0 : (int64_t)g.C * g.KH * g.KW * P) + i];
-        dw[i] += s;
-      }
+    if (dx) {
+      for (int gi = 0; gi < groups; ++gi)
+        sgemm_parallel(true, false, K, (int)L, OCg, 1.f, w + (int64_t)gi * OCg * K, K,
+                       dyb + (int64_t)gi * OCg * L, (int)L, 0.f, col + (int64_t)gi * K * L, (int)L);
+      chunk_col2im(dx + n0 * xsize, col, nb, g, L);
     }
   }
 }

@@ -12,7 +12,7 @@
 namespace pcn {
 
 int64_t local2d_slot_floats(const Geom& g, int OC) {
-  return (int64_t)g.OH * g.OW * ((int64_t)g.C * g.KH * g.KW + OC);
+  return std::max<int64_t>(1, (int64_t)g.OH * g.OW * ((int64_t)g.C * g.KH * g.KW + OC));
 }
 
 static int chunk(int N, const Geom& g, int OC, int64_t ws_floats) {

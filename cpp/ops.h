@@ -27,11 +27,12 @@ void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const fl
 void set_num_threads(int n);
 int get_num_threads();
 
-// conv.cpp: im2col packs one image x (C, H, W) into col (C*KH*KW, OH*OW); col2im adds it back.
-void im2col(float* col, const float* x, const Geom& g);
-void col2im(float* x, const float* col, const Geom& g);
-// Floats of workspace one image in flight needs ("a slot"); the kernels run min(N, threads,
-// ws_floats / slot) images at once, so a bounded workspace processes the batch in chunks.
+// conv.cpp: im2col packs one image x (C, H, W) into col (C*KH*KW, OH*OW) with rows ld floats
+// apart (ld >= OH*OW, so a chunk of images sits side by side); col2im adds it back onto x.
+void im2col(float* col, const float* x, const Geom& g, int64_t ld);
+void col2im(float* x, const float* col, const Geom& g, int64_t ld);
+// Floats of workspace one image of a chunk needs ("a slot"); the kernels take
+// min(N, ws_floats / slot) images at a time, so a bounded workspace processes the batch in chunks.
 int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward);
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats);

@@ -6,29 +6,38 @@
 
 namespace pcn {
 
+// Loops run window tap (kh, kw) outside and output column inside, so the inner loop is a
+// branch-free select over a row that vectorizes. Taps are visited in (kh, kw) order and only a
+// strictly larger value (or a NaN) replaces the running max: PyTorch's tie-breaking and NaN rule.
 void maxpool2d_forward(float* y, int32_t* argmax, const float* x, int N, const Geom& g) {
   const int64_t planes = (int64_t)N * g.C, in = (int64_t)g.H * g.W, out = (int64_t)g.OH * g.OW;
+  const float ninf = -std::numeric_limits<float>::infinity();
 #pragma omp parallel for schedule(static)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const float* xp = x + pl * in;
-    float* yp = y + pl * out;
-    int32_t* ap = argmax + pl * out;
     for (int oh = 0; oh < g.OH; ++oh) {
-      int h0 = oh * g.SH - g.PH, h1 = std::min(h0 + g.KH, g.H);
-      h0 = std::max(h0, 0);
+      float* yr = y + pl * out + (int64_t)oh * g.OW;
+      int32_t* ar = argmax + pl * out + (int64_t)oh * g.OW;
+      const int h0 = std::max(oh * g.SH - g.PH, 0), h1 = std::min(oh * g.SH - g.PH + g.KH, g.H);
       for (int ow = 0; ow < g.OW; ++ow) {
-        int w0 = ow * g.SW - g.PW, w1 = std::min(w0 + g.KW, g.W);
-        w0 = std::max(w0, 0);
-        float m = -std::numeric_limits<float>::infinity();
-        int32_t am = h0 * g.W + w0;
-        for (int h = h0; h < h1; ++h)
-          for (int w = w0; w < w1; ++w) {
-            float v = xp[h * g.W + w];
-            if (v > m || std::isnan(v)) { m = v; am = h * g.W + w; }  // NaN wins, as in PyTorch
-          }
-        yp[oh * g.OW + ow] = m;
-        ap[oh * g.OW + ow] = am;
+        yr[ow] = ninf;
+        ar[ow] = h0 * g.W + std::max(ow * g.SW - g.PW, 0);
       }
+      for (int ih = h0; ih < h1; ++ih)
+        for (int kw = 0; kw < g.KW; ++kw) {
+          // output columns whose tap kw lands inside [0, W)
+          const int ow0 = std::max(0, (g.PW - kw + g.SW - 1) / g.SW);
+          const int ow1 = std::min(g.OW, (g.W + g.PW - kw + g.SW - 1) / g.SW);
+          const float* xr = xp + (int64_t)ih * g.W - g.PW + kw;
+          const int32_t base = ih * g.W - g.PW + kw, sw = g.SW;
+#pragma omp simd
+          for (int ow = ow0; ow < ow1; ++ow) {
+            const float v = xr[ow * sw], m = yr[ow];
+            const bool upd = (v > m) | (v != v);  // bitwise: no branch, so the loop vectorizes
+            yr[ow] = upd ? v : m;
+            ar[ow] = upd ? base + ow * sw : ar[ow];
+          }
+        }
     }
   }
 }

@@ -3,7 +3,11 @@
 Reproducibility: every random choice derives from one seed: initial weights (nn.init.seed),
 the data order and augmentation of epoch e (the DataLoader's (seed, e, i) streams) and dropout
 masks ((layer seed, call count)). A checkpoint at the end of an epoch stores the counters, so a
-resumed run is bit-identical on the CPU to one that never stopped (same thread count)."""
+resumed run is bit-identical on the CPU to one that never stopped (same thread count).
+
+Devices: Run(config, device="cuda") moves the model to the GPU; each step then uploads only its
+batch (images and labels), and the loss and accuracy come back every `sync_every` steps (the
+divergence check runs then). Checkpoints hold host arrays, so they load on either device."""
 import json
 import math
 import os
@@ -11,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import checkpoint, models, nn, optim, sources
+from . import checkpoint, models, nn, ops, optim, sources
 from .data import DataLoader
 
 CKPT = "checkpoint.npz"
@@ -27,18 +31,19 @@ def evaluate(model, dataset, batch_size=256, transform=None, ten_crop=False):
     model.eval()
     crit = nn.SoftmaxCrossEntropy()
     loader = DataLoader(dataset, batch_size, shuffle=False, transform=transform)
+    device = getattr(model, "device", "cpu")
     n = correct1 = correct5 = 0
     loss_sum = 0.0
     for x, y in loader:
         if ten_crop:
             b = x.shape[0]
-            logits = model(np.ascontiguousarray(x.reshape(b * 10, *x.shape[2:])))
-            prob = nn.Softmax()(logits).reshape(b, 10, -1).mean(axis=1)
+            logits = model(ops.to_device(x.reshape(b * 10, *x.shape[2:]), device))
+            prob = ops.to_numpy(nn.Softmax()(logits)).reshape(b, 10, -1).mean(axis=1)
             loss_sum += float(-np.log(np.maximum(prob[np.arange(b), y], 1e-30)).sum())
         else:
-            logits = model(x)
-            loss_sum += crit(logits, y) * len(y)
-            prob = crit.prob
+            logits = model(ops.to_device(x, device))
+            loss_sum += float(crit(logits, ops.to_device(y, device))) * len(y)
+            prob = ops.to_numpy(crit.prob)
         top = np.argsort(-prob, axis=1)[:, :5]
         correct1 += int((top[:, 0] == y).sum())
         correct5 += int((top == y[:, None]).any(axis=1).sum())
@@ -53,8 +58,9 @@ class Run:
     """One training run: model, optimizer, schedule and data, built from a config dict (or from a
     checkpoint's copy of it), with fit() and the state a checkpoint needs."""
 
-    def __init__(self, config, stats=None):
+    def __init__(self, config, stats=None, device="cpu"):
         c = self.config = dict(config)
+        self.device = device
         nn.init.seed(c["seed"])
         shape = models.input_shape(c["model"])
         self.train_set, self.test_set, self.train_tf, self.test_tf, self.stats = sources.resolve(
@@ -65,6 +71,7 @@ class Run:
         c["num_classes"] = int(self.train_set.num_classes)
         self.model = models.build(c["model"], c["num_classes"], tuple(c["input_shape"]))
         self.model[0].need_input_grad = False  # nobody needs the gradient of the images
+        self.model.to(device)
         self.opt = optim.SGD(self.model, c["lr"], c["momentum"], c["weight_decay"], rule=c["rule"])
         self.schedule = optim.make_schedule(c["schedule"], self.opt, c["epochs"])
         self.loader = DataLoader(self.train_set, c["batch_size"], shuffle=True, seed=c["seed"],
@@ -78,20 +85,21 @@ class Run:
                 "optimizer": self.opt.state_dict(), "dropout": dropout,
                 "schedule": self.schedule.state_dict() if self.schedule else None,
                 "param_names": [[n, *self.model.offsets[n], list(p.shape)] for n, p, _ in self.model.named_parameters()]}
-        arrays = {"params": self.model.flat_params, "velocity": self.opt.velocity,
+        arrays = {"params": ops.to_numpy(self.model.flat_params),  # host arrays: load anywhere
+                  "velocity": ops.to_numpy(self.opt.velocity),
                   **{"stat_" + k: v for k, v in self.stats.items()}}
         checkpoint.save(os.path.join(out_dir, CKPT), arrays, meta)
 
     @classmethod
-    def load(cls, path, **overrides):
+    def load(cls, path, device="cpu", **overrides):
         arrays, meta = checkpoint.load(path)
         config = dict(meta["config"], **overrides)
         stats = {k[5:]: v for k, v in arrays.items() if k.startswith("stat_")}
-        run = cls(config, stats=stats)
+        run = cls(config, stats=stats, device=device)
         if arrays["params"].shape != run.model.flat_params.shape:
             raise ValueError(f"checkpoint {path}: {arrays['params'].size} parameters, but model "
                              f"{config['model']} has {run.model.flat_params.size}")
-        np.copyto(run.model.flat_params, arrays["params"])
+        ops.copyto(run.model.flat_params, arrays["params"])
         run.opt.load_state_dict(meta["optimizer"], arrays["velocity"])
         if run.schedule and meta["schedule"]:
             run.schedule.load_state_dict(meta["schedule"])
@@ -101,31 +109,42 @@ class Run:
         return run
 
     # -- training
-    def train_epoch(self, progress=True, log_every=10):
+    def train_epoch(self, progress=True, log_every=10, sync_every=None):
+        """One pass over the training set. Each step's loss and correct count are read back, and
+        checked for divergence, every `sync_every` steps: by default every step on the CPU (they
+        are host numbers there) and every log_every steps on the GPU (a read waits for the GPU)."""
         from tqdm import tqdm
-        model, opt, crit = self.model, self.opt, nn.SoftmaxCrossEntropy()
+        model, opt, crit, device = self.model, self.opt, nn.SoftmaxCrossEntropy(), self.model.device
+        sync_every = max(1, int(sync_every or (1 if device == "cpu" else log_every)))
         model.train()
         self.loader.set_epoch(self.epoch)
-        bar = tqdm(total=len(self.loader), disable=not progress, leave=False, unit="batch",
+        steps = len(self.loader)
+        bar = tqdm(total=steps, disable=not progress, leave=False, unit="batch",
                    desc=f"epoch {self.epoch + 1}/{self.config['epochs']}")
-        t0, seen, loss_sum, correct, losses = time.perf_counter(), 0, 0.0, 0, []
+        t0, seen, loss_sum, correct, losses, pending = time.perf_counter(), 0, 0.0, 0, [], []
         for step, (x, y) in enumerate(self.loader):
+            x, y = ops.to_device(x, device), ops.to_device(y, device)  # only the batch goes up
             logits = model(x)
             loss = crit(logits, y)
-            if not math.isfinite(loss):
-                bar.close()
-                raise Diverged(f"loss became {loss} at epoch {self.epoch + 1}, step {step + 1} "
-                               f"(lr {opt.lr:g}); try a smaller --lr. The last good checkpoint is kept.")
+            pending.append((step, loss, ops.top1_count(logits, y), len(y)))
+            if len(pending) >= sync_every or step + 1 == steps:
+                for at, loss_at, correct_at, n in pending:
+                    loss_at = float(loss_at)
+                    if not math.isfinite(loss_at):
+                        bar.close()
+                        raise Diverged(f"loss became {loss_at} at epoch {self.epoch + 1}, step {at + 1} "
+                                       f"(lr {opt.lr:g}); try a smaller --lr. The last good checkpoint is kept.")
+                    seen += n
+                    loss_sum += loss_at * n
+                    correct += int(correct_at)
+                    losses.append(loss_at)
+                pending = []
+                if sync_every > 1 or step % log_every == 0 or step + 1 == steps:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                    img_s=f"{seen / (time.perf_counter() - t0):.0f}")
             model.zero_grad()
             model.backward(crit.backward())
             opt.step()
-            seen += len(y)
-            loss_sum += loss * len(y)
-            correct += int((logits.argmax(axis=1) == y).sum())
-            losses.append(loss)
-            if step % log_every == 0 or step + 1 == len(self.loader):
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}")
             bar.update(1)
         bar.close()
         return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1),
