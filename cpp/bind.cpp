@@ -60,6 +60,7 @@ Geom geom(const char* op, const py::array& x, Pair k, Pair s, Pair p) {
   ndim(x, 4, op, "x");
   Geom g{(int)x.shape(1), (int)x.shape(2), (int)x.shape(3), k.first, k.second, s.first, s.second,
          p.first, p.second, 0, 0};
+  if (g.C < 1 || g.H < 1 || g.W < 1) fail(op, "x must have at least one channel, row and column, got shape " + str(shape(x)));
   if (g.KH < 1 || g.KW < 1) fail(op, "kernel_size must be >= 1, got (" + std::to_string(g.KH) + ", " + std::to_string(g.KW) + ")");
   if (g.SH < 1 || g.SW < 1) fail(op, "stride must be >= 1, got (" + std::to_string(g.SH) + ", " + std::to_string(g.SW) + ")");
   if (g.PH < 0 || g.PW < 0) fail(op, "padding must be >= 0, got (" + std::to_string(g.PH) + ", " + std::to_string(g.PW) + ")");
@@ -282,6 +283,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("softmax_forward", [](const py::array& y, const py::array& x) {
     const char* op = "softmax_forward";
     ndim(x, 2, op, "x");
+    if (x.shape(1) < 1) fail(op, "x must have at least one column, got shape " + str(shape(x)));
     const float* xp = ptr<float>(x, op, "x"); float* yp = out<float>(y, op, "y", shape(x));
     py::gil_scoped_release nogil;
     softmax_forward(yp, xp, (int)x.shape(0), (int)x.shape(1));
@@ -289,6 +291,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("softmax_backward", [](const py::array& dx, const py::array& dy, const py::array& y) {
     const char* op = "softmax_backward";
     ndim(y, 2, op, "y");
+    if (y.shape(1) < 1) fail(op, "y must have at least one column, got shape " + str(shape(y)));
     const float *yp = ptr<float>(y, op, "y"), *dyp = ptr<float>(dy, op, "dy", shape(y)); float* dxp = out<float>(dx, op, "dx", shape(y));
     py::gil_scoped_release nogil;
     softmax_backward(dxp, dyp, yp, (int)y.shape(0), (int)y.shape(1));

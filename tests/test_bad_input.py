@@ -421,8 +421,9 @@ def test_sgd_dtype_and_shape_errors():
 
 
 # ------------------------------------------------------------------ fuzz
-def _expect_valid(H, W, k, s, p):
-    return min(k) >= 1 and min(s) >= 1 and min(p) >= 0 and k[0] <= H + 2 * p[0] and k[1] <= W + 2 * p[1]
+def _expect_valid(H, W, k, s, p, C=1):
+    """The kernels reject empty images (C, H or W of 0) and impossible windows."""
+    return min(C, H, W) >= 1 and min(k) >= 1 and min(s) >= 1 and min(p) >= 0 and k[0] <= H + 2 * p[0] and k[1] <= W + 2 * p[1]
 
 
 def _geometry(r):
@@ -448,7 +449,7 @@ def test_fuzz_conv2d():
         x = r.standard_normal((N, C, H, W)).astype(F32)
         w = r.standard_normal((OC, Cw, *k)).astype(F32)
         b = r.standard_normal(OC).astype(F32) if r.random() < 0.5 else None
-        valid = (_expect_valid(H, W, k, s, p) and groups >= 1 and C % groups == 0 and OC % groups == 0
+        valid = (_expect_valid(H, W, k, s, p, C) and groups >= 1 and C % groups == 0 and OC % groups == 0
                  and Cw * groups == C)
         oshape = (N, OC, max(ref.out_size(H, k[0], max(s[0], 1), p[0]), 0), max(ref.out_size(W, k[1], max(s[1], 1), p[1]), 0))
         ws = np.zeros(4096, F32)
@@ -482,7 +483,7 @@ def test_fuzz_local2d():
         OC = int(r.integers(0, 4))
         if C == 0 and OC == 0:
             continue      # SIGFPE today (see test_local2d_empty_channels_no_crash); drop this skip once fixed
-        valid = _expect_valid(H, W, k, s, p)
+        valid = _expect_valid(H, W, k, s, p, C)
         OH = max(ref.out_size(H, k[0], max(s[0], 1), p[0]), 0)
         OW = max(ref.out_size(W, k[1], max(s[1], 1), p[1]), 0)
         wshape = [OH, OW, OC, C, *k]
@@ -518,7 +519,7 @@ def test_fuzz_pool():
     ok = 0
     for trial in range(400):
         N, C, H, W, k, s, p = _geometry(r)
-        valid = _expect_valid(H, W, k, s, p) and 2 * p[0] <= k[0] and 2 * p[1] <= k[1]
+        valid = _expect_valid(H, W, k, s, p, C) and 2 * p[0] <= k[0] and 2 * p[1] <= k[1]
         oshape = (N, C, max(ref.out_size(H, k[0], max(s[0], 1), p[0]), 0), max(ref.out_size(W, k[1], max(s[1], 1), p[1]), 0))
         x = r.standard_normal((N, C, H, W)).astype(F32)
         y, am = np.full(oshape, np.nan, F32), np.full(oshape, -1, np.int32)
