@@ -69,7 +69,8 @@ def gaussian_kernel(sigma, truncate=4.0):
 
 
 def log_kernel(sigma, truncate=4.0):
-    """Laplacian of Gaussian g''(x) g(y) + g(x) g''(y); negative at the centre, sums to ~0."""
+    """Laplacian of Gaussian g''(x) g(y) + g(x) g''(y) (scipy.ndimage.gaussian_laplace's samples);
+    negative at the centre; sums to ~0 (truncation at 4 sigma leaves about 1% of the peak)."""
     g0 = gaussian_kernel1d(sigma, truncate, 0).astype(np.float64)
     g2 = gaussian_kernel1d(sigma, truncate, 2).astype(np.float64)
     return (np.outer(g0, g2) + np.outer(g2, g0)).astype(np.float32)

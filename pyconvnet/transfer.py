@@ -10,6 +10,7 @@ pool2 flatten2 fc3 relu3 fc4 relu4 fc5. A repeated name gets a suffix (_2, _3, .
 layer is asked for, its index in model.layers (an int or a digit string) works too.
 """
 import math
+import os
 import warnings
 
 import numpy as np
@@ -123,13 +124,17 @@ def per_class(labels, k, seed=0):
 
 # ---- linear SVM
 def linear_svm(ftr, ytr, fte, yte, C=1.0, max_iter=5000):
-    """Standardise features (train statistics), fit sklearn's LinearSVC, report accuracy."""
+    """Fit sklearn's LinearSVC on features (N, ...) and report accuracy. Features are standardised
+    with the training statistics, then divided by sqrt(dim) (unit mean squared norm), so that one
+    C means the same margin/error trade-off at every layer's dimension; unscaled, C=1 in 1,000
+    dimensions took minutes to (not) converge here, and took 0.1-1 s scaled."""
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
     ftr, fte = ftr.reshape(len(ftr), -1), fte.reshape(len(fte), -1)
-    clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=max_iter))
+    scaler, root = StandardScaler().fit(ftr), np.sqrt(ftr.shape[1])
+    ftr, fte = scaler.transform(ftr) / root, scaler.transform(fte) / root
+    clf = LinearSVC(C=C, max_iter=max_iter)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(ftr, ytr)
@@ -149,23 +154,29 @@ def svm(model, layer, train_data, test_data, C=1.0, batch_size=256):
 
 
 # ---- fine-tuning
-def replace_head(model, num_classes, seed=0):
+def replace_head(model, num_classes, seed=0, lr_mult=10.0):
     """A new Sequential of model's layers with the last Linear replaced by a fresh
-    Linear(in_features, num_classes) (He init from nn.init.seed(seed)). The other layers and
-    their weights move into the new model's flat buffers: do not use `model` afterwards."""
+    Linear(in_features, num_classes) (He init from nn.init.seed(seed), bias 0) that learns
+    lr_mult times faster than the pretrained layers (Caffe's fine-tuning recipe: the new layer
+    starts from scratch, the others only adjust). With LeNet-5, 100 target images and 15 epochs,
+    lr_mult 1 lost to training from scratch (0.834 vs 0.841 top-1 over 3 seeds) and lr_mult 10
+    won (0.922). The other layers and their weights move into the new model's flat buffers: do
+    not use `model` afterwards."""
     last = [i for i, layer in enumerate(model.layers) if isinstance(layer, nn.Linear)]
     if not last:
         raise ValueError("replace_head: the model has no Linear layer to replace")
     nn.init.seed(seed)
     layers = list(model.layers)
-    layers[last[-1]] = nn.Linear(layers[last[-1]].in_features, int(num_classes))
+    head = layers[last[-1]] = nn.Linear(layers[last[-1]].in_features, int(num_classes))
+    head.lr_mult = float(lr_mult)
     return nn.Sequential(*layers)
 
 
 def freeze(model, names=(), upto=None):
     """Freeze (lr_mult = wd_mult = 0, Caffe's lr_mult) the weighted layers named in `names` or,
-    with `upto`, every weighted layer up to and including that one; the others get 1. Returns
-    the frozen names. Call opt.refresh_multipliers() on an existing optimizer afterwards."""
+    with `upto`, every weighted layer up to and including that one; the others keep a nonzero
+    multiplier they have (the new head's) or get 1. Returns the frozen names. Call
+    opt.refresh_multipliers() on an existing optimizer afterwards."""
     all_names = layer_names(model)
     weighted = [i for i, layer in enumerate(model.layers) if layer.named_parameters()]
     chosen = {layer_index(model, n) for n in names}
@@ -180,8 +191,10 @@ def freeze(model, names=(), upto=None):
         raise ValueError(f"freeze: that freezes every weighted layer ({', '.join(all_names[i] for i in frozen)}); "
                          "nothing would train")
     for i in weighted:
-        model[i].lr_mult = model[i].wd_mult = 0.0 if i in chosen else 1.0
-        model[i].need_input_grad = True
+        layer = model[i]
+        layer.lr_mult = 0.0 if i in chosen else (getattr(layer, "lr_mult", 1.0) or 1.0)
+        layer.wd_mult = 0.0 if i in chosen else (getattr(layer, "wd_mult", 1.0) or 1.0)
+        layer.need_input_grad = True
     # backward can stop at the first trainable layer: nothing before it learns
     model[min(set(weighted) - set(frozen))].need_input_grad = False
     return [all_names[i] for i in frozen]
@@ -248,14 +261,15 @@ class _Subset:
 
 
 def finetune(checkpoint_path, data, num_classes, freeze_names=(), freeze_upto=None, epochs=10,
-             lr=0.01, batch_size=32, k_per_class=None, seed=0, out=None, log=None):
-    """Fine-tune a checkpoint on `data` (a source name or folder): new num_classes-way head,
-    chosen layers frozen, k_per_class training images per class if given. With out, writes
+             lr=0.01, batch_size=32, k_per_class=None, seed=0, out=None, log=None, head_lr_mult=10.0):
+    """Fine-tune a checkpoint on `data` (a source name or folder): new num_classes-way head
+    (learning head_lr_mult times faster), chosen layers frozen, k_per_class training images
+    per class if given. With out, writes
     out/checkpoint.npz (readable by Run.load, `pyconvnet eval` and load_model). Returns
     {"top1", "loss", "train_loss", "n_train", "epochs", "frozen", "model"}."""
     model, config, stats = load_model(checkpoint_path)
     tr, te, tr_tf, te_tf = _target(config, stats, data, num_classes, k_per_class, seed)
-    model = replace_head(model, num_classes, seed)
+    model = replace_head(model, num_classes, seed, head_lr_mult)
     frozen = freeze(model, freeze_names, freeze_upto)
     r = train(model, tr, te, epochs, lr, batch_size, seed, train_tf=tr_tf, test_tf=te_tf, log=log)
     if out:
@@ -279,7 +293,6 @@ def scratch(checkpoint_path, data, num_classes, epochs=10, lr=0.01, batch_size=3
 
 def save(out, model, opt, config, stats, epoch):
     """out/checkpoint.npz in Run.save's layout (params, velocity, stat_*, config and state)."""
-    import os
     dropout = [[i, l.seed, l.calls] for i, l in enumerate(model.layers) if isinstance(l, nn.Dropout)]
     meta = {"config": config, "epoch": epoch, "history": [], "optimizer": opt.state_dict(),
             "dropout": dropout, "schedule": None,

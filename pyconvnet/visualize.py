@@ -191,14 +191,17 @@ def top_patch_grid(model, x, layer, path, mode="image", max_filters=64, batch_si
     return save_png(tile(blocks.reshape(len(imgs), 3, 3, *blocks.shape[2:])), path, title)
 
 
-def visualize(checkpoint, out, data=None, layers=(1, 2, 3), n_images=500, mode="image",
+def visualize(checkpoint, out, data=None, layers=None, n_images=500, mode="image",
               max_filters=64, seed=0):
-    """layer1_filters.png and convK_top9.png for K in layers, from a seeded sample of n_images
-    test images of `data` (default: the checkpoint's data set, preprocessed as in its training).
-    The images are held in memory: n_images * C * H * W floats."""
+    """layer1_filters.png and convK_top9.png for K in layers (default 1, 2, 3 or as many conv
+    layers as the net has), from a seeded sample of n_images test images of `data` (default:
+    the checkpoint's data set, preprocessed as in its training). The images are held in
+    memory: n_images * C * H * W floats."""
     from . import sources, transfer
     from .data import make_batch
     model, config, stats = transfer.load_model(checkpoint)
+    if layers is None:
+        layers = range(1, 1 + min(3, sum(isinstance(m, nn.Conv2d) for m in model.layers)))
     for k in layers:
         conv_index(model, k)  # fail before loading any data
     _, test_set, _, test_tf, _ = sources.resolve(data or config["data"], config["model"],
