@@ -1,4 +1,4 @@
-"""The im2col workspace: one float32 buffer per Python thread, shared by all conv layers.
+"""The im2col workspace: one float32 buffer per Python thread and device, shared by all conv layers.
 
 Kernels ask for `count` slots of `slot` floats (one slot per image in flight); the buffer holds as
 many as the limit allows but always at least one, so a tight limit processes the batch in chunks.
@@ -18,19 +18,23 @@ def set_workspace_limit(nbytes):
     if nbytes < 4:
         raise ValueError(f"set_workspace_limit: need at least 4 bytes, got {nbytes}")
     _state["limit"] = nbytes
-    _local.buf = None
+    _local.bufs = {}
 
 
 def get_workspace_limit():
     return _state["limit"]
 
 
-def workspace(slot, count):
-    """A float32 view of room for min(count, limit // slot) slots, at least one."""
+def workspace(slot, count, be=None):
+    """A float32 view of room for min(count, limit // slot) slots, at least one, on the device of
+    the ops table `be` (pyconvnet.ops.backend(...); None: host memory)."""
     slot = int(slot)
     n = max(1, min(int(count), _state["limit"] // (4 * slot)))
     need = n * slot
-    buf = getattr(_local, "buf", None)
+    bufs = _local.__dict__.setdefault("bufs", {})
+    key = getattr(be, "name", "cpu")
+    buf = bufs.get(key)
     if buf is None or buf.size < need:
-        buf = _local.buf = np.empty(need, dtype=np.float32)
+        bufs[key] = None  # let the old buffer go first
+        buf = bufs[key] = (be.empty if be is not None else np.empty)(need, np.float32)
     return buf[:need]

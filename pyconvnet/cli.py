@@ -7,7 +7,7 @@ import sys
 
 from . import models
 
-DEFAULTS = {"model": "lenet5", "data": "mnist5k", "epochs": 15, "batch_size": 64, "lr": 0.05,
+DEFAULTS = {"model": "lenet5", "data": "mnist5k", "epochs": 30, "batch_size": 64, "lr": 0.1,
             "momentum": 0.9, "weight_decay": 5e-4, "rule": "torch", "schedule": "cosine",
             "seed": 0, "workers": 0}
 
@@ -35,8 +35,11 @@ def _train_parser(sub):
 
 
 def _device(name):
-    if name != "cpu":
-        raise SystemExit(f"pyconvnet: --device {name} is not available in this build (CPU only)")
+    if name == "cuda":
+        from . import cuda
+        why = cuda.why_unavailable()
+        if why is not None:
+            raise SystemExit(f"pyconvnet: --device cuda is not available: {why}")
 
 
 def cmd_train(a):
@@ -47,13 +50,13 @@ def cmd_train(a):
     if a.resume:
         if not os.path.isfile(ckpt):
             raise SystemExit(f"pyconvnet: --resume: no checkpoint at {ckpt}")
-        run = Run.load(ckpt, epochs=a.epochs, workers=a.workers)
+        run = Run.load(ckpt, device=a.device, epochs=a.epochs, workers=a.workers)
         print(f"resuming {ckpt} at epoch {run.epoch}")
     else:
         config = {"model": a.model, "data": a.data, "epochs": a.epochs, "batch_size": a.batch_size,
                   "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
                   "rule": a.rule, "schedule": a.schedule, "seed": a.seed, "workers": a.workers}
-        run = Run(config)
+        run = Run(config, device=a.device)
     c = run.config
     print(f"{c['model']} on {c['data']}: {len(run.train_set)} train / {len(run.test_set)} test "
           f"images, {c['num_classes']} classes, input {tuple(c['input_shape'])}, "
@@ -72,7 +75,8 @@ def cmd_eval(a):
     from . import sources
     from .train import Run, evaluate
     overrides = {"data": a.data} if a.data else {}
-    run = Run.load(a.checkpoint, **overrides)
+    _device(a.device)
+    run = Run.load(a.checkpoint, device=a.device, **overrides)
     tf, ten = run.test_tf, False
     if a.ten_crop:
         if not run.stats:
@@ -89,7 +93,7 @@ def cmd_summary(a):
     print(m.summary(models.input_shape(a.model)))
 
 
-EXTRA = ("lecture_cli",)  # modules of pyconvnet with add_parser(subparsers)
+EXTRA = ("lecture_cli", "bench_cli")  # modules of pyconvnet with add_parser(subparsers)
 
 
 def main(argv=None):
@@ -102,6 +106,7 @@ def main(argv=None):
     e.add_argument("checkpoint")
     e.add_argument("--data", default=None)
     e.add_argument("--ten-crop", action="store_true", help="average 10 crops per image (folders)")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     s = sub.add_parser("summary", help="layers, output shapes, parameters, neurons and FLOPs")
     s.add_argument("model", choices=models.MODELS)
     s.add_argument("--num-classes", type=int, default=None)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import ops
 from .ops import backend
 
 RULES = {"torch": 0, "paper": 1}
@@ -29,7 +30,7 @@ class SGD:
         self.model = model
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self.nesterov, self.rule = bool(nesterov), rule
-        self.velocity = np.zeros_like(model.flat_params)
+        self.velocity = backend(model.flat_params).zeros_like(model.flat_params)
         self.refresh_multipliers()
 
     def refresh_multipliers(self):
@@ -48,6 +49,8 @@ class SGD:
 
     def step(self):
         m = self.model
+        if ops.device_of(self.velocity) != ops.device_of(m.flat_params):  # the model moved
+            self.velocity = ops.to_device(self.velocity, ops.device_of(m.flat_params))
         backend(m.flat_params).sgd_step(m.flat_params, self.velocity, m.flat_grads, self._off,
                                         self._lr_mult, self._wd_mult, self.lr, self.momentum,
                                         self.weight_decay, self.nesterov, RULES[self.rule])
@@ -62,7 +65,7 @@ class SGD:
         if velocity is not None:
             if velocity.shape != self.velocity.shape:
                 raise ValueError(f"SGD: velocity has shape {velocity.shape}, expected {self.velocity.shape}")
-            np.copyto(self.velocity, velocity)
+            ops.copyto(self.velocity, velocity)
 
 
 class _Schedule:

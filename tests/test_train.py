@@ -94,14 +94,14 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_cli_default_data_one_epoch(tmp_path, capsys):
-    cli.main(["train", "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
+    cli.main(["train", "--epochs", "2", "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
     assert "lenet5 on mnist5k: 4000 train / 1000 test" in out and "final test top-1" in out
     hist = json.load(open(tmp_path / "history.json"))
-    assert hist[0]["test_top1"] > 0.8
+    assert hist[-1]["test_top1"] > 0.9
     assert (tmp_path / "training_curve.png").stat().st_size > 1000
     cli.main(["eval", str(tmp_path / CKPT)])
-    assert f"top-1 {hist[0]['test_top1']:.4f}" in capsys.readouterr().out
+    assert f"top-1 {hist[-1]['test_top1']:.4f}" in capsys.readouterr().out
 
 
 def make_jpeg_tree(root, rng, per_class=(40, 12)):

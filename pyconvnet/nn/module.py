@@ -1,22 +1,26 @@
 """Module: the base of every layer. forward(x) -> y and backward(dy) -> dx sit side by side;
 backward reads only what forward saved.
 
-Inputs are numpy float32 arrays. Another dtype raises TypeError (convert once, outside the
-training loop, with x.astype(np.float32)); a non-contiguous float32 array is copied to a
-contiguous one (one explicit copy, the same as np.ascontiguousarray).
+Inputs are numpy float32 arrays, or float32 device arrays (pyconvnet.cuda) for a model on the
+GPU. Another dtype raises TypeError (convert once, outside the training loop, with
+x.astype(np.float32)); a non-contiguous float32 numpy array is copied to a contiguous one (one
+explicit copy, the same as np.ascontiguousarray); device arrays are always contiguous.
 """
 import numpy as np
 
+from .. import ops
+
 
 def as_input(x, who, ndim=None, what="x"):
-    if not isinstance(x, np.ndarray):
+    on_device = ops.device_of(x) != "cpu"
+    if not isinstance(x, np.ndarray) and not on_device:
         raise TypeError(f"{who}: {what} must be a numpy float32 array, got {type(x).__name__}")
     if x.dtype != np.float32:
         raise TypeError(f"{who}: {what} must have dtype float32, got {x.dtype} "
                         f"(convert once with {what}.astype(np.float32))")
     if ndim is not None and x.ndim != ndim:
         raise ValueError(f"{who}: {what} must be {ndim}-d, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+    return x if on_device else np.ascontiguousarray(x)
 
 
 class Module:
@@ -50,10 +54,10 @@ class Module:
         params = self.__dict__.get("_params", {})
         if name in params or (name.endswith("_grad") and name[:-5] in params):
             store = params[name] if name in params else self._grads[name[:-5]]
-            v = np.asarray(value)
-            if v.shape != store.shape:
-                raise ValueError(f"{self!r}: {name} must have shape {store.shape}, got {v.shape}")
-            np.copyto(store, v, casting="same_kind")
+            shape = tuple(np.shape(value))
+            if shape != store.shape:
+                raise ValueError(f"{self!r}: {name} must have shape {store.shape}, got {shape}")
+            ops.copyto(store, value)  # into the existing storage, on its device
         else:
             object.__setattr__(self, name, value)
 

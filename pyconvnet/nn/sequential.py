@@ -1,9 +1,11 @@
 """Sequential: a feed-forward chain of layers. forward walks the layers, backward walks them in
 reverse; no autograd tape. All parameters live in one flat float32 buffer and all gradients in
 another (layers hold views), so zero_grad is one fill, the SGD step is one kernel call over the
-buffer, and a checkpoint or an allreduce is one array."""
+buffer, and a checkpoint or an allreduce is one array. to("cuda") moves both buffers to the GPU
+and points the layers' views at the new ones."""
 import numpy as np
 
+from .. import ops
 from .module import Module
 
 
@@ -49,6 +51,28 @@ class Sequential(Module):
     def __getitem__(self, i):
         return self.layers[i]
 
+    @property
+    def device(self):
+        """'cpu' or 'cuda': where the parameters (and so the inputs) live."""
+        return ops.device_of(self.flat_params)
+
+    def to(self, device):
+        """Move the flat parameter and gradient buffers to `device` ('cpu' or 'cuda'; one copy
+        each) and re-point every layer's views into them. Returns self. An optimizer's state
+        follows the model on its next step."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"Sequential.to: device must be 'cpu' or 'cuda', got {device!r}")
+        if device == self.device:
+            return self
+        self.flat_params = ops.to_device(self.flat_params, device)
+        self.flat_grads = ops.to_device(self.flat_grads, device)
+        for i, layer in enumerate(self.layers):
+            for n, p, _ in layer.named_parameters():
+                start, end = self.offsets[f"{i}.{n}"]
+                layer._params[n] = self.flat_params[start:end].reshape(p.shape)
+                layer._grads[n] = self.flat_grads[start:end].reshape(p.shape)
+        return self
+
     def __len__(self):
         return len(self.layers)
 
@@ -92,7 +116,8 @@ class Sequential(Module):
 
     # -- state: PyTorch's names ("3.weight") and layouts, so torch.nn.Sequential loads both ways
     def state_dict(self):
-        return {n: p.copy() for n, p, _ in self.named_parameters()}
+        """name -> numpy copy of the parameter (host arrays whatever the model's device)."""
+        return {n: np.array(ops.to_numpy(p)) for n, p, _ in self.named_parameters()}
 
     def load_state_dict(self, state):
         params = {n: p for n, p, _ in self.named_parameters()}
@@ -105,12 +130,13 @@ class Sequential(Module):
             v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
             if v.shape != p.shape:
                 raise ValueError(f"load_state_dict: {n} has shape {v.shape}, expected {p.shape}")
-            np.copyto(p, v, casting="same_kind")
+            ops.copyto(p, v)
 
     def summary(self, input_shape):
         """Rows (name, output shape, parameters, neurons, forward FLOPs) for one sample of
         input_shape (C, H, W) or (features,), plus totals; also returned as a printable string."""
         x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype(np.float32)
+        x = ops.to_device(x, self.device)
         was_training = self.training
         self.eval()
         rows = []

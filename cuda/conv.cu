@@ -1,0 +1,162 @@
+// conv2d by im2col + GEMM over a CHUNK of nb images at once (a bounded workspace holds the chunk):
+//   col (C*KH*KW, nb*P) holds the chunk's patches, image after image along the columns;
+//   forward   yT[g] (OCg, nb*P) = w[g] (OCg, Kg) @ col[g] (Kg, nb*P), then yT -> y (nb, OC, P) + b
+//   backward  dyT = dy -> (OC, nb*P);  dw[g] += dyT[g] @ col[g]^T;  col[g] = w[g]^T @ dyT[g];
+//             dx = col2im(col)
+// Group g owns rows [g*Kg, (g+1)*Kg) of col (its input channels are contiguous), so the groups
+// are one batched GEMM. P = OH*OW, Kg = C/groups*KH*KW, OCg = OC/groups.
+#include "common.cuh"
+#include "ops.cuh"
+
+namespace pcn {
+namespace cuda {
+namespace {
+
+// col[k][i*P + p] = x[n0 + i] at the input pixel of patch p, tap k (0 in the padding).
+__global__ void im2col_chunk(float* col, const float* x, int n0, int nb, Geom g) {
+  const int P = g.OH * g.OW;
+  const int64_t total = (int64_t)g.C * g.KH * g.KW * nb * P;
+  PCN_GRID_LOOP(i, total) {
+    const int p = (int)(i % P);
+    const int64_t t = i / P;
+    const int img = (int)(t % nb), k = (int)(t / nb);
+    const int kw = k % g.KW, kh = k / g.KW % g.KH, c = k / (g.KW * g.KH);
+    const int ih = p / g.OW * g.SH - g.PH + kh, iw = p % g.OW * g.SW - g.PW + kw;
+    col[i] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
+                 ? x[(((int64_t)(n0 + img) * g.C + c) * g.H + ih) * g.W + iw]
+                 : 0.f;
+  }
+}
+
+// dx[n0 + i] (C, H, W) = the sum of the col entries that im2col_chunk copied from each pixel
+// (one thread per pixel: a gather, so nothing races; taps in the CPU's kh, kw order).
+__global__ void col2im_chunk(float* dx, const float* col, int n0, int nb, Geom g) {
+  const int P = g.OH * g.OW;
+  const int64_t nbP = (int64_t)nb * P, total = (int64_t)nb * g.C * g.H * g.W;
+  PCN_GRID_LOOP(i, total) {
+    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
+    const int64_t t = i / ((int64_t)g.H * g.W);
+    const int c = (int)(t % g.C), img = (int)(t / g.C);
+    const int hp = h + g.PH, wp = w + g.PW;
+    const int oh0 = hp < g.KH ? 0 : (hp - g.KH) / g.SH + 1, oh1 = min(hp / g.SH + 1, g.OH);
+    const int ow0 = wp < g.KW ? 0 : (wp - g.KW) / g.SW + 1, ow1 = min(wp / g.SW + 1, g.OW);
+    float s = 0.f;
+    for (int oh = oh1 - 1; oh >= oh0; --oh) {      // kh = hp - oh*SH ascending
+      const int kh = hp - oh * g.SH;
+      for (int ow = ow1 - 1; ow >= ow0; --ow) {    // kw ascending
+        const int kw = wp - ow * g.SW;
+        const int64_t k = ((int64_t)c * g.KH + kh) * g.KW + kw;
+        s += col[k * nbP + (int64_t)img * P + oh * g.OW + ow];
+      }
+    }
+    dx[(int64_t)n0 * g.C * g.H * g.W + i] = s;
+  }
+}
+
+// y[n0 + i] (OC, P) = yT[:, i*P : (i+1)*P] + b
+__global__ void untranspose_bias(float* y, const float* yT, const float* b, int n0, int nb, int OC, int P) {
+  const int64_t total = (int64_t)nb * OC * P;
+  PCN_GRID_LOOP(i, total) {
+    const int p = (int)(i % P);
+    const int64_t t = i / P;
+    const int oc = (int)(t % OC), img = (int)(t / OC);
+    y[(int64_t)n0 * OC * P + i] = yT[((int64_t)oc * nb + img) * P + p] + (b ? b[oc] : 0.f);
+  }
+}
+
+// dyT (OC, nb*P) = dy[n0 : n0 + nb] rearranged
+__global__ void transpose_chunk(float* dyT, const float* dy, int n0, int nb, int OC, int P) {
+  const int64_t total = (int64_t)nb * OC * P;
+  PCN_GRID_LOOP(i, total) {
+    const int p = (int)(i % P);
+    const int64_t t = i / P;
+    const int oc = (int)(t % OC), img = (int)(t / OC);
+    dyT[((int64_t)oc * nb + img) * P + p] = dy[(int64_t)n0 * OC * P + i];
+  }
+}
+
+// db[oc] += sum over images and pixels of dy[n, oc, :]; one block per channel, double partials.
+__global__ void bias_grad(float* db, const float* dy, int N, int OC, int P) {
+  __shared__ double part[kThreads];
+  const int oc = blockIdx.x;
+  const int64_t count = (int64_t)N * P;
+  double s = 0;
+  for (int64_t j = threadIdx.x; j < count; j += kThreads)
+    s += dy[((j / P) * OC + oc) * P + j % P];
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) db[oc] += (float)part[0];
+}
+
+int chunk_images(int N, const Geom& g, int OC, int groups, int64_t ws_floats) {
+  const int64_t slot = conv2d_slot_floats(g, OC, groups, false);
+  const int64_t fit = std::min<int64_t>(ws_floats / slot, INT32_MAX / std::max(g.OH * g.OW, 1));
+  return (int)std::max<int64_t>(1, std::min<int64_t>(N, fit));  // nb*P is a GEMM extent (int)
+}
+
+}  // namespace
+
+int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward) {
+  (void)groups;
+  (void)backward;  // backward reuses col for dcol and the yT room for dyT
+  const int64_t P = (int64_t)g.OH * g.OW;
+  return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * P);
+}
+
+void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
+                    int OC, int groups, float* ws, int64_t ws_floats) {
+  const int P = g.OH * g.OW, OCg = OC / groups, Kg = g.C / groups * g.KH * g.KW;
+  const int NB = chunk_images(N, g, OC, groups, ws_floats);
+  for (int n0 = 0; n0 < N; n0 += NB) {
+    const int nb = std::min(NB, N - n0), nbP = nb * P;
+    float* col = ws;                                   // (C*KH*KW, nb*P)
+    float* yT = ws + (int64_t)g.C * g.KH * g.KW * nbP; // (OC, nb*P)
+    const int64_t ncol = (int64_t)g.C * g.KH * g.KW * nbP, ny = (int64_t)nb * OC * P;
+    im2col_chunk<<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
+    CUDA_LAUNCH_CHECK("im2col_chunk");
+    sgemm_batched(false, false, OCg, nbP, Kg, 1.f, w, Kg, (int64_t)OCg * Kg, col, nbP,
+                  (int64_t)Kg * nbP, 0.f, yT, nbP, (int64_t)OCg * nbP, groups);
+    untranspose_bias<<<blocks_for(ny), kThreads>>>(y, yT, b, n0, nb, OC, P);
+    CUDA_LAUNCH_CHECK("untranspose_bias");
+  }
+}
+
+void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,
+                     const float* w, int N, const Geom& g, int OC, int groups, float* ws,
+                     int64_t ws_floats) {
+  const int P = g.OH * g.OW, OCg = OC / groups, Kg = g.C / groups * g.KH * g.KW;
+  if (db && OC > 0) {
+    bias_grad<<<OC, kThreads>>>(db, dy, N, OC, P);
+    CUDA_LAUNCH_CHECK("bias_grad");
+  }
+  if (!dx && !dw) return;
+  const int NB = chunk_images(N, g, OC, groups, ws_floats);
+  for (int n0 = 0; n0 < N; n0 += NB) {
+    const int nb = std::min(NB, N - n0), nbP = nb * P;
+    float* col = ws;
+    float* dyT = ws + (int64_t)g.C * g.KH * g.KW * nbP;
+    const int64_t ncol = (int64_t)g.C * g.KH * g.KW * nbP, ny = (int64_t)nb * OC * P;
+    transpose_chunk<<<blocks_for(ny), kThreads>>>(dyT, dy, n0, nb, OC, P);
+    CUDA_LAUNCH_CHECK("transpose_chunk");
+    if (dw) {
+      im2col_chunk<<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
+      CUDA_LAUNCH_CHECK("im2col_chunk");
+      sgemm_batched(false, true, OCg, Kg, nbP, 1.f, dyT, nbP, (int64_t)OCg * nbP, col, nbP,
+                    (int64_t)Kg * nbP, 1.f, dw, Kg, (int64_t)OCg * Kg, groups);
+    }
+    if (dx) {
+      sgemm_batched(true, false, Kg, nbP, OCg, 1.f, w, Kg, (int64_t)OCg * Kg, dyT, nbP,
+                    (int64_t)OCg * nbP, 0.f, col, nbP, (int64_t)Kg * nbP, groups);
+      const int64_t nx = (int64_t)nb * g.C * g.H * g.W;
+      col2im_chunk<<<blocks_for(nx), kThreads>>>(dx, col, n0, nb, g);
+      CUDA_LAUNCH_CHECK("col2im_chunk");
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace pcn

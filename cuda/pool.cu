@@ -1,0 +1,117 @@
+// Max and average pooling. Forward: one thread per output element, the window loop of
+// cpp/pool.cpp. Backward GATHERS: one thread per input element sums the outputs whose window
+// covers it, in ascending (oh, ow) order (the order the CPU scatter adds them), so there are no
+// atomics, the result is deterministic, and an argmax entry is compared, never dereferenced.
+#include <cmath>
+#include "common.cuh"
+#include "ops.cuh"
+
+namespace pcn {
+namespace cuda {
+namespace {
+
+// Outputs [o0, o1) along one axis whose window [o*S - P, o*S - P + K) covers input index i.
+__device__ __forceinline__ void covering(int i, int K, int S, int P, int O, int& o0, int& o1) {
+  const int ip = i + P;
+  o0 = ip < K ? 0 : (ip - K) / S + 1;
+  o1 = min(ip / S + 1, O);
+}
+
+__global__ void maxpool_fw(float* y, int32_t* argmax, const float* x, int64_t total, Geom g) {
+  PCN_GRID_LOOP(i, total) {
+    const int ow = (int)(i % g.OW), oh = (int)(i / g.OW % g.OH);
+    const float* xp = x + i / ((int64_t)g.OH * g.OW) * g.H * g.W;
+    int h0 = oh * g.SH - g.PH, h1 = min(h0 + g.KH, g.H);
+    int w0 = ow * g.SW - g.PW, w1 = min(w0 + g.KW, g.W);
+    h0 = max(h0, 0);
+    w0 = max(w0, 0);
+    float m = -INFINITY;
+    int32_t am = h0 * g.W + w0;
+    for (int h = h0; h < h1; ++h)
+      for (int w = w0; w < w1; ++w) {
+        float v = xp[h * g.W + w];
+        if (v > m || isnan(v)) { m = v; am = h * g.W + w; }  // NaN wins, as on the CPU
+      }
+    y[i] = m;
+    argmax[i] = am;
+  }
+}
+
+__global__ void maxpool_bw(float* dx, const float* dy, const int32_t* argmax, int64_t total, Geom g) {
+  PCN_GRID_LOOP(i, total) {
+    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
+    const int64_t plane = i / ((int64_t)g.H * g.W), base = plane * g.OH * g.OW;
+    const int32_t me = h * g.W + w;
+    int oh0, oh1, ow0, ow1;
+    covering(h, g.KH, g.SH, g.PH, g.OH, oh0, oh1);
+    covering(w, g.KW, g.SW, g.PW, g.OW, ow0, ow1);
+    float s = 0.f;
+    for (int oh = oh0; oh < oh1; ++oh)
+      for (int ow = ow0; ow < ow1; ++ow) {
+        const int64_t o = base + oh * g.OW + ow;
+        if (argmax[o] == me) s += dy[o];
+      }
+    dx[i] = s;
+  }
+}
+
+// Average over the whole window, padding included (count_include_pad, as on the CPU).
+__global__ void avgpool_fw(float* y, const float* x, int64_t total, Geom g, float inv) {
+  PCN_GRID_LOOP(i, total) {
+    const int ow = (int)(i % g.OW), oh = (int)(i / g.OW % g.OH);
+    const float* xp = x + i / ((int64_t)g.OH * g.OW) * g.H * g.W;
+    const int h0 = max(oh * g.SH - g.PH, 0), h1 = min(oh * g.SH - g.PH + g.KH, g.H);
+    const int w0 = max(ow * g.SW - g.PW, 0), w1 = min(ow * g.SW - g.PW + g.KW, g.W);
+    float s = 0.f;
+    for (int h = h0; h < h1; ++h)
+      for (int w = w0; w < w1; ++w) s += xp[h * g.W + w];
+    y[i] = s * inv;
+  }
+}
+
+__global__ void avgpool_bw(float* dx, const float* dy, int64_t total, Geom g, float inv) {
+  PCN_GRID_LOOP(i, total) {
+    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
+    const int64_t base = i / ((int64_t)g.H * g.W) * g.OH * g.OW;
+    int oh0, oh1, ow0, ow1;
+    covering(h, g.KH, g.SH, g.PH, g.OH, oh0, oh1);
+    covering(w, g.KW, g.SW, g.PW, g.OW, ow0, ow1);
+    float s = 0.f;
+    for (int oh = oh0; oh < oh1; ++oh)
+      for (int ow = ow0; ow < ow1; ++ow) s += dy[base + oh * g.OW + ow] * inv;
+    dx[i] = s;
+  }
+}
+
+}  // namespace
+
+void maxpool2d_forward(float* y, int32_t* argmax, const float* x, int N, const Geom& g) {
+  const int64_t total = (int64_t)N * g.C * g.OH * g.OW;
+  if (total <= 0) return;
+  maxpool_fw<<<blocks_for(total), kThreads>>>(y, argmax, x, total, g);
+  CUDA_LAUNCH_CHECK("maxpool_fw");
+}
+
+void maxpool2d_backward(float* dx, const float* dy, const int32_t* argmax, int N, const Geom& g) {
+  const int64_t total = (int64_t)N * g.C * g.H * g.W;
+  if (total <= 0) return;
+  maxpool_bw<<<blocks_for(total), kThreads>>>(dx, dy, argmax, total, g);
+  CUDA_LAUNCH_CHECK("maxpool_bw");
+}
+
+void avgpool2d_forward(float* y, const float* x, int N, const Geom& g) {
+  const int64_t total = (int64_t)N * g.C * g.OH * g.OW;
+  if (total <= 0) return;
+  avgpool_fw<<<blocks_for(total), kThreads>>>(y, x, total, g, 1.f / (g.KH * g.KW));
+  CUDA_LAUNCH_CHECK("avgpool_fw");
+}
+
+void avgpool2d_backward(float* dx, const float* dy, int N, const Geom& g) {
+  const int64_t total = (int64_t)N * g.C * g.H * g.W;
+  if (total <= 0) return;
+  avgpool_bw<<<blocks_for(total), kThreads>>>(dx, dy, total, g, 1.f / (g.KH * g.KW));
+  CUDA_LAUNCH_CHECK("avgpool_bw");
+}
+
+}  // namespace cuda
+}  // namespace pcn
