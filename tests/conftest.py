@@ -41,3 +41,17 @@ def small_workspace(restore_settings):
     """A workspace limit of 4 bytes: every conv/local kernel then runs one image per chunk."""
     pyconvnet.set_workspace_limit(4)
     yield
+
+
+def run_python(code, *args, env=None, timeout=120):
+    """Run code in a child interpreter that imports the same pyconvnet as this one (installed or
+    in-tree) and can import the tests' own modules; returns the CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pyconvnet.__file__)))
+    path = os.pathsep.join([pkg_parent, here, os.environ.get("PYTHONPATH", "")])
+    full_env = dict(os.environ, PYTHONPATH=path, **(env or {}))
+    return subprocess.run([sys.executable, "-c", code, *args], env=full_env, cwd=here,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,8 +1,6 @@
 """Bad input: every case raises ValueError or TypeError with a message that names what is wrong
 (the shapes, the dtype, the value), from the layers, from ops and from _core directly; plus a
 fuzz of random (mostly invalid) geometries straight into _core that must never crash."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from pyconvnet.nn import (AvgPool2d, Conv2d, Dropout, Flatten, Linear, LocallyCo
                           SoftmaxCrossEntropy, Tanh)
 
 import reference as ref
+from conftest import run_python
 from reference import assert_close
 
 F32 = np.float32
@@ -574,7 +573,7 @@ def test_local2d_empty_channels_no_crash():
             "    _core.local2d_backward(np.empty_like(x), np.empty_like(w), None, y, x, w, (1, 1), (0, 0), np.ones(16, np.float32))\n"
             "except ValueError:\n"
             "    pass\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    res = run_python(code, timeout=60)
     assert res.returncode == 0, f"child died with {res.returncode}: {res.stderr[-500:]}"
 
 

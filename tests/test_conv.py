@@ -199,12 +199,9 @@ def test_backward_when_the_runtime_grants_fewer_threads():
     """OpenMP may run a region with fewer threads than num_threads(S) asks for (OMP_THREAD_LIMIT,
     OMP_DYNAMIC under load, nesting). conv2d_backward must still sum only the weight-gradient
     slots that threads actually filled. Run in a child: the limit is read when libgomp loads."""
-    import os
-    import subprocess
-    import sys
+    from conftest import run_python
     code = """
-import sys, numpy as np
-sys.path.insert(0, sys.argv[1])
+import numpy as np
 import reference as ref, pyconvnet
 from pyconvnet import _core
 pyconvnet.set_num_threads(2)
@@ -218,11 +215,7 @@ for k in ((3, 3), (1, 1)):
     _core.conv2d_backward(None, dw, None, dy, x, w, (1, 1), (0, 0), 1, np.full(4 * slot, np.nan, np.float32))
     np.testing.assert_allclose(dw, ref.conv2d_backward(dy, x, w)[1], rtol=1e-4, atol=1e-4)
 """
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, OMP_THREAD_LIMIT="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(here), os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = run_python(code, env={"OMP_THREAD_LIMIT": "1"})
     assert res.returncode == 0, res.stderr[-1500:]
 
 
