@@ -1,7 +1,7 @@
 """Training-step throughput: forward, softmax cross-entropy, backward and the SGD step
 (momentum 0.9, weight decay 5e-4) of LeNet-5 (batch 64, 28x28), alexnet_small (batch 64, 64x64,
 100 classes) and AlexNet (batch 16, 227x227), in pyconvnet and in the identical torch.nn.Sequential
-with torch.optim.SGD (pyconvnet.bench_cli.TrainStep).
+with torch.optim.SGD (pyconvnet.bench_models.TrainStep).
 
     pytest bench/bench_models.py --benchmark-only [--bench-threads 2]
 
@@ -20,7 +20,8 @@ try:
 except ImportError:  # a source checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pyconvnet
-from pyconvnet.bench_cli import MODEL_BATCH, TrainStep
+from pyconvnet.bench_cli import MODEL_BATCH
+from pyconvnet.bench_models import TrainStep
 
 try:
     import torch

@@ -20,13 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from . import get_num_threads, models, nn, optim, set_num_threads
+from . import get_num_threads, set_num_threads
+from .bench_models import TrainStep
 
 MODEL_BATCH = {"lenet5": 64, "alexnet_small": 64, "alexnet": 16}
 QUICK_MODEL_BATCH = {"lenet5": 16, "alexnet_small": 8}
-MODEL_CLASSES = {"lenet5": 10, "alexnet_small": 100, "alexnet": 1000}
 MODEL_TARGETS = {"lenet5": 2.0, "alexnet_small": 1.0, "alexnet": 1.0}  # vs torch at 2 threads, reported
 LC_TARGET = 5.0  # locally connected fwd+bwd vs torch unfold + bmm at 2 threads, reported
 QUICK_OPS = ("conv3", "maxpool", "lrn", "softmax_xent")
@@ -88,101 +86,7 @@ def _set_threads(n, torch):
         torch.set_num_threads(n)
 
 
-# ---- models: one training step, in pyconvnet and in PyTorch --------------------------------
-def to_torch(model, torch):
-    """The identical torch.nn.Sequential (same layers, groups, LRN), loaded with model's weights."""
-    tnn, layers = torch.nn, []
-    for l in model.layers:
-        t = type(l).__name__
-        if t == "Conv2d":
-            layers.append(tnn.Conv2d(l.in_channels, l.out_channels, l.kernel_size, l.stride, l.padding,
-                                     groups=l.groups, bias="bias" in l._params))
-        elif t == "Linear":
-            layers.append(tnn.Linear(l.in_features, l.out_features, bias="bias" in l._params))
-        elif t in ("MaxPool2d", "AvgPool2d"):
-            layers.append(getattr(tnn, t)(l.kernel_size, l.stride, l.padding))
-        elif t == "LocalResponseNorm":
-            layers.append(tnn.LocalResponseNorm(l.size, l.alpha, l.beta, l.k))
-        elif t == "Dropout":
-            layers.append(tnn.Dropout(l.p))
-        elif t in ("ReLU", "Tanh", "Sigmoid", "Flatten"):
-            layers.append(getattr(tnn, t)())
-        else:
-            raise ValueError(f"to_torch: no PyTorch layer for {l!r}")
-    seq = tnn.Sequential(*layers)
-    seq.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
-    return seq
-
-
-class TrainStep:
-    """One SGD step (momentum 0.9, weight decay 5e-4) of a model on a fixed random batch, and the
-    same step of the identical PyTorch model with torch.optim.SGD (setup_torch, torch_step)."""
-
-    def __init__(self, name, batch, seed=0, lr=0.01):
-        nn.init.seed(seed)
-        shape, classes = models.input_shape(name), MODEL_CLASSES[name]
-        self.name, self.batch = name, batch
-        self.model = models.build(name, classes, shape)
-        self.model[0].need_input_grad = False
-        self.opt = optim.SGD(self.model, lr, momentum=0.9, weight_decay=5e-4)
-        self.crit = nn.SoftmaxCrossEntropy()
-        rng = np.random.default_rng(seed)
-        self.x = rng.standard_normal((batch, *shape), dtype=np.float32)
-        self.y = rng.integers(0, classes, batch)
-        self.flops = 3 * self.model.summary(shape).flops * batch  # backward ~ 2x forward
-
-    def step(self):
-        loss = self.crit(self.model(self.x), self.y)
-        self.model.zero_grad()
-        self.model.backward(self.crit.backward())
-        self.opt.step()
-        return loss
-
-    def setup_torch(self, torch):
-        self.torch, self.tmodel = torch, to_torch(self.model, torch)
-        self.topt = torch.optim.SGD(self.tmodel.parameters(), lr=self.opt.lr, momentum=0.9, weight_decay=5e-4)
-        self.xt, self.yt = torch.from_numpy(self.x), torch.from_numpy(self.y)
-
-    def torch_step(self):
-        self.topt.zero_grad()
-        loss = self.torch.nn.functional.cross_entropy(self.tmodel(self.xt), self.yt)
-        loss.backward()
-        self.topt.step()
-        return loss.item()
-
-    def check(self, rtol=1e-3, grad_rtol=1e-2):
-        """One step of each library from the same weights without dropout (eval mode): the same
-        loss (rtol), gradients no further from a float64 PyTorch run than grad_rtol + 3x float32
-        PyTorch's own distance (error norm / norm; float32 alone moves AlexNet's first-layer
-        gradients by 2%: max-pool inputs within rounding of each other send a gradient to another
-        input), and our first SGD step w - lr * (g + wd * w). Without setup_torch, only that two
-        steps on the batch lower a finite loss. Leaves the models in training mode."""
-        self.model.eval()
-        if not hasattr(self, "tmodel"):
-            first = self.step()
-            assert math.isfinite(first) and self.step() < first, f"{self.name}: a step did not lower the loss"
-            return self.model.train()
-        import copy
-        t64 = copy.deepcopy(self.tmodel).double().eval()
-        self.torch.nn.functional.cross_entropy(t64(self.xt.double()), self.yt).backward()
-        g64 = {n: p.grad.numpy() for n, p in t64.named_parameters()}
-        del t64
-        self.tmodel.eval()
-        before = self.model.flat_params.copy()
-        ours, theirs = self.step(), self.torch_step()
-        assert abs(ours - theirs) <= rtol * abs(theirs), f"{self.name}: loss {ours} vs torch {theirs}"
-        dist = lambda a, ref: np.linalg.norm(a - ref) / (np.linalg.norm(ref) + 1e-30)  # noqa: E731
-        tparams = dict(self.tmodel.named_parameters())
-        for n, _, g in self.model.named_parameters():
-            err, err_torch = dist(g, g64[n]), dist(tparams[n].grad.numpy(), g64[n])
-            assert err <= grad_rtol + 3 * err_torch, (f"{self.name} {n}: gradient {err:.2g} from float64, "
-                                                      f"float32 torch's {err_torch:.2g}")
-        want = before - np.float32(self.opt.lr) * (self.model.flat_grads + np.float32(5e-4) * before)
-        err = np.abs(self.model.flat_params - want) - 1e-5 * np.abs(want) - 1e-7 * np.abs(before).max()
-        assert err.max() <= 0, f"{self.name}: the first SGD step is off by {err.max():.2g}"
-        self.model.train(), self.tmodel.train()
-
-
+# ---- models: one training step, in pyconvnet and in PyTorch (bench_models.py) -------------
 def run_models(a, torch, bar):
     batches = QUICK_MODEL_BATCH if a.quick else MODEL_BATCH
     bar.reset(total=len(batches))
@@ -252,19 +156,19 @@ def run_ops(a, torch, bar):
 
 # ---- connectivity ---------------------------------------------------------------------------
 def run_connectivity(a, torch, bar):
-    from . import connectivity as C
+    from . import connectivity as C, connectivity_report as R
     cfg = C.QUICK_SERIES if a.quick else C.SERIES
     budget = int(a.memory_budget * 2**20) if a.memory_budget else (C.QUICK_BUDGET if a.quick else C.default_budget())
     epochs = a.epochs if a.epochs is not None else (1 if a.quick else 3)
     limits = (256, 128) if a.quick else (None, None)
-    bar.reset(total=len(cfg["sizes"]) + C.accuracy_steps(epochs, 64, limits[0]))
+    bar.reset(total=len(cfg["sizes"]) + R.accuracy_steps(epochs, 64, limits[0]))
     series = C.measure_series(cfg, budget, a.repeat, 0.05, torch if a.compare_torch else None, bar.update)
     if a.compare_torch and not a.quick:
         series["torch_unfold"] += C.compare_lc_torch(C.LC_WIDE, budget, torch, a.repeat)
     for r in series["torch_unfold"]:
         if a.threads == TARGET_THREADS:
             r.update(target=LC_TARGET, met=r["ratio_fwd_bwd"] >= LC_TARGET)
-    accuracy = C.compare_accuracy(epochs, train_images=limits[0], test_images=limits[1], progress=bar.update)
+    accuracy = R.compare_accuracy(epochs, train_images=limits[0], test_images=limits[1], progress=bar.update)
     return {"worked_example": C.worked_example(), **series, "accuracy": accuracy}
 
 
@@ -324,8 +228,8 @@ def report(result):
             + ("\nratio = torch time / pyconvnet time (> 1: pyconvnet faster), timed interleaved in one process"
                if r["compare_torch"] else ""))
     if r["command"] == "connectivity":
-        from . import connectivity
-        return head + "\n\n" + connectivity.format_report(r)
+        from . import connectivity_report
+        return head + "\n\n" + connectivity_report.format_report(r)
     if r["command"] == "ops":
         table = format_table(("op", "pass", "pyconvnet ms", "torch ms", "ratio", "rate", "target"), [
             (x["op"], x["pass"], fmt(x["ms"]), fmt(x.get("torch_ms")), fmt(x.get("ratio")),
@@ -345,8 +249,8 @@ def plot(result, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     if result["command"] == "connectivity":
-        from . import connectivity
-        return connectivity.plot(result, out, plt)
+        from . import connectivity_report
+        return connectivity_report.plot(result, out, plt)
     rows, ops = result["rows"], result["command"] == "ops"
     labels = [f"{x['op']} {x['pass']}" if ops else f"{x['model']} b{x['batch']}" for x in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4.5))
