@@ -60,12 +60,12 @@ int64_t conv2d_slot_floats(const Geom& g, int OC, int, bool) {
   return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * g.OH * g.OW);
 }
 
-// Images per chunk: about 8 MiB of columns and outputs (one image at least), no more than the
-// workspace holds. Larger chunks measured no faster on AlexNet's layers; small images (LeNet) need
-// them, or each chunk is a few microseconds of work between thread fork/joins.
+// Images per chunk, no more than the workspace holds: GEMMs at least 2048 columns wide (narrower
+// ones lose to OpenBLAS's blocking on AlexNet's layers), or about 8 MiB of columns when that is
+// more (small images, as LeNet's: else each chunk is microseconds of work between fork/joins).
 static int chunk(int N, const Geom& g, int OC, int64_t ws_floats) {
   const int64_t slot = conv2d_slot_floats(g, OC, 1, false);
-  int64_t want = std::max<int64_t>(1, (8 << 20) / 4 / slot);
+  int64_t want = std::max<int64_t>({1, 2048 / ((int64_t)g.OH * g.OW), (8 << 20) / 4 / slot});
   int64_t room = ws_floats / slot;
   return (int)std::max<int64_t>(1, std::min<int64_t>({N, want, room}));
 }
