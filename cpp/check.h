@@ -31,7 +31,8 @@ inline Shape shape(const py::array& a) { return Shape(a.shape(), a.shape() + a.n
 // The pointer of a C-contiguous array of T, optionally of an exact shape.
 template <class T>
 T* ptr(const py::array& a, const char* op, const char* name, const Shape& want = {}) {
-  if (!a.dtype().is(py::dtype::of<T>()))
+  // Equivalence, not identity: an unpickled or byte-order-tagged float32 dtype is another object.
+  if (!py::isinstance<py::array_t<T>>(a))
     throw py::type_error(std::string(op) + ": " + name + " must have dtype " +
                          std::string(py::str(py::dtype::of<T>())) + ", got " + std::string(py::str(a.dtype())));
   if (!(a.flags() & py::array::c_style)) fail(op, std::string(name) + " must be C-contiguous");

@@ -583,3 +583,13 @@ def test_softmax_empty_rows():
         _core.softmax_forward(np.empty((2, 0), F32), np.empty((2, 0), F32))
     except ValueError:
         pass
+
+
+def test_unpickled_and_byteswapped_float32():
+    """A float32 array that crossed a process boundary (as DataLoader workers send batches) has an
+    equal but distinct dtype object: accepted. Big-endian float32 is refused with its dtype named."""
+    import pickle
+    x = pickle.loads(pickle.dumps(np.linspace(-1, 1, 32, dtype=F32).reshape(2, 1, 4, 4)))
+    np.testing.assert_array_equal(ops.relu_forward(x), np.maximum(x, 0))
+    with pytest.raises(TypeError, match=">f4"):
+        _core.relu_forward(np.empty((2,), F32), np.ones(2, np.dtype(">f4")))

@@ -138,3 +138,10 @@ def test_cli_errors(tmp_path):
         cli.main(["train", "--resume", "--out", str(tmp_path / "empty")])
     with pytest.raises(SystemExit, match="does not exist"):
         cli.main(["eval", str(tmp_path / "missing.npz")])
+
+
+def test_worker_processes_give_the_same_run():
+    """Batches assembled in worker processes (and pickled back) train exactly as in-process ones."""
+    a = Run(dict(BASE, epochs=1)).train_epoch(progress=False)["step_losses"]
+    b = Run(dict(BASE, epochs=1, workers=2)).train_epoch(progress=False)["step_losses"]
+    assert a == b
