@@ -17,7 +17,8 @@ def _train_parser(sub):
     p.add_argument("--model", choices=models.MODELS, default=DEFAULTS["model"])
     p.add_argument("--data", default=DEFAULTS["data"],
                    help="mnist5k (bundled, default), digits (scikit-learn's), or a folder with train/ and val/")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"default {DEFAULTS['epochs']}; with --resume, the checkpoint's own")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
@@ -50,10 +51,12 @@ def cmd_train(a):
     if a.resume:
         if not os.path.isfile(ckpt):
             raise SystemExit(f"pyconvnet: --resume: no checkpoint at {ckpt}")
-        run = Run.load(ckpt, device=a.device, epochs=a.epochs, workers=a.workers)
+        extend = {"epochs": a.epochs} if a.epochs is not None else {}
+        run = Run.load(ckpt, device=a.device, workers=a.workers, **extend)
         print(f"resuming {ckpt} at epoch {run.epoch}")
     else:
-        config = {"model": a.model, "data": a.data, "epochs": a.epochs, "batch_size": a.batch_size,
+        epochs = DEFAULTS["epochs"] if a.epochs is None else a.epochs
+        config = {"model": a.model, "data": a.data, "epochs": epochs, "batch_size": a.batch_size,
                   "lr": a.lr, "momentum": a.momentum, "weight_decay": a.weight_decay,
                   "rule": a.rule, "schedule": a.schedule, "seed": a.seed, "workers": a.workers}
         run = Run(config, device=a.device)

@@ -145,3 +145,13 @@ def test_worker_processes_give_the_same_run():
     a = Run(dict(BASE, epochs=1)).train_epoch(progress=False)["step_losses"]
     b = Run(dict(BASE, epochs=1, workers=2)).train_epoch(progress=False)["step_losses"]
     assert a == b
+
+
+def test_cli_resume_keeps_the_checkpoints_epochs(tmp_path, capsys):
+    args = ["train", "--data", "digits", "--out", str(tmp_path), "--no-progress"]
+    cli.main(args + ["--epochs", "1"])
+    cli.main(args + ["--resume"])  # nothing left to do: the run was configured for 1 epoch
+    assert len(json.load(open(tmp_path / "history.json"))) == 1
+    cli.main(args + ["--resume", "--epochs", "2"])  # an explicit --epochs extends it
+    assert [h["epoch"] for h in json.load(open(tmp_path / "history.json"))] == [1, 2]
+    assert "resuming" in capsys.readouterr().out
