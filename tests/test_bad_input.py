@@ -480,8 +480,6 @@ def test_fuzz_local2d():
     for trial in range(300):
         N, C, H, W, k, s, p = _geometry(r)
         OC = int(r.integers(0, 4))
-        if C == 0 and OC == 0:
-            continue      # SIGFPE today (see test_local2d_empty_channels_no_crash); drop this skip once fixed
         valid = _expect_valid(H, W, k, s, p, C)
         OH = max(ref.out_size(H, k[0], max(s[0], 1), p[0]), 0)
         OW = max(ref.out_size(W, k[1], max(s[1], 1), p[1]), 0)
@@ -563,8 +561,8 @@ def test_huge_geometry_values_are_rejected():
 
 
 def test_local2d_empty_channels_no_crash():
-    """C=0 and OC=0 makes local2d_slot_floats 0, and cpp/local.cpp chunk() divides by it (SIGFPE).
-    Run in a child process so that the crash is reported as a failure, not a dead test run."""
+    """C=0 and OC=0 once made local2d_slot_floats 0 and chunk() divide by it (SIGFPE). Run in a
+    child process so that a crash is reported as a failure, not a dead test run."""
     code = ("import numpy as np; from pyconvnet import _core\n"
             "x = np.ones((1, 0, 3, 3), np.float32); w = np.ones((1, 1, 0, 0, 3, 3), np.float32)\n"
             "y = np.empty((1, 0, 1, 1), np.float32)\n"
@@ -578,11 +576,11 @@ def test_local2d_empty_channels_no_crash():
 
 
 def test_softmax_empty_rows():
-    """K = 0: the binding should refuse (or do nothing); it must not read x[0] of an empty row."""
-    try:
+    """K = 0: the binding refuses rather than read x[0] of an empty row."""
+    with pytest.raises(ValueError, match=r"at least one column, got shape \(2, 0\)"):
         _core.softmax_forward(np.empty((2, 0), F32), np.empty((2, 0), F32))
-    except ValueError:
-        pass
+    with pytest.raises(ValueError, match="at least one column"):
+        _core.softmax_backward(np.empty((2, 0), F32), np.empty((2, 0), F32), np.empty((2, 0), F32))
 
 
 def test_unpickled_and_byteswapped_float32():
