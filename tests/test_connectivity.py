@@ -70,7 +70,9 @@ def test_budget_never_allocates_too_large_sizes(monkeypatch):
     assert [rows[k, s]["measured"] for k, s in built] == [True] * len(built)
     est = rows["fc", 100_000]
     assert est["estimated"] and not est["measured"] and "not allocated" in est["note"]
-    assert est["fwd_s"] > rows["fc", 7]["fwd_s"]    # extrapolated from fc at 5 and 7
+    # extrapolated (the fit itself is checked on synthetic data below; two timings of tiny layers
+    # are too noisy here to order the estimate against them)
+    assert np.isfinite(est["fwd_s"]) and est["fwd_s"] > 0
     assert rows["conv", 100_000]["estimated"]       # conv too: its activations exceed the budget
 
 
