@@ -48,9 +48,12 @@ def evaluate(model, dataset, batch_size=256, transform=None, ten_crop=False):
         correct1 += int((top[:, 0] == y).sum())
         correct5 += int((top == y[:, None]).any(axis=1).sum())
         n += len(y)
-    out = {"loss": loss_sum / max(n, 1), "top1": correct1 / max(n, 1)}
+    if n == 0:
+        raise ValueError(f"evaluate: no images to evaluate ({len(dataset)} in the data set, "
+                         "none decodable)" if len(dataset) else "evaluate: the data set is empty")
+    out = {"loss": loss_sum / n, "top1": correct1 / n}
     if prob.shape[1] > 5:
-        out["top5"] = correct5 / max(n, 1)
+        out["top5"] = correct5 / n
     return out
 
 

@@ -155,3 +155,12 @@ def test_cli_resume_keeps_the_checkpoints_epochs(tmp_path, capsys):
     cli.main(args + ["--resume", "--epochs", "2"])  # an explicit --epochs extends it
     assert [h["epoch"] for h in json.load(open(tmp_path / "history.json"))] == [1, 2]
     assert "resuming" in capsys.readouterr().out
+
+
+def test_evaluate_on_an_empty_set_is_a_clear_error():
+    from pyconvnet import models
+    from pyconvnet.data import ArrayDataset
+    from pyconvnet.train import evaluate
+    empty = ArrayDataset(np.zeros((0, 1, 28, 28), np.float32), np.zeros(0, np.int64), classes=list("0123456789"))
+    with pytest.raises(ValueError, match="empty"):
+        evaluate(models.lenet5(), empty)
