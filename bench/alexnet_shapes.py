@@ -37,7 +37,31 @@ def close(what, got, want, rtol=1e-3):
 
 
 class Case:
+    """One benchmarked op: a pyconvnet layer on self.x (gradient self.dy) and, after setup_torch,
+    the same op in torch on self.xt (and self.wt, self.bt for a layer with weights)."""
     name = ""
+
+    def fwd(self):
+        return self.layer(self.x)
+
+    def fwd_bwd(self):
+        self.layer(self.x)
+        return self.layer.backward(self.dy)
+
+    def setup_torch(self, torch):
+        self.F, self.torch = torch.nn.functional, torch
+        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
+        self.dyt = torch.from_numpy(self.dy)
+        self.weights = ()
+        if "weight" in getattr(self.layer, "_params", {}):
+            self.wt = torch.from_numpy(self.layer.weight.copy()).requires_grad_()
+            self.bt = torch.from_numpy(self.layer.bias.copy()).requires_grad_()
+            self.weights = (self.wt, self.bt)
+
+    def torch_fwd_bwd(self):
+        """dx alone, or (dx, dw, db) for a layer with weights."""
+        grads = self.torch.autograd.grad(self.torch_fwd(), (self.xt, *self.weights), self.dyt)
+        return grads if self.weights else grads[0]
 
     def rate(self, seconds, backward):
         amount, unit = self.work(backward)
@@ -88,25 +112,8 @@ class Conv(Case):
     def work(self, backward):
         return 2 * self.macs * (3 if backward else 1), "GFLOP/s"
 
-    def fwd(self):
-        return self.layer(self.x)
-
-    def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
-
-    def setup_torch(self, torch):
-        self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.wt = torch.from_numpy(self.layer.weight.copy()).requires_grad_()
-        self.bt = torch.from_numpy(self.layer.bias.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
-
     def torch_fwd(self):
         return self.F.conv2d(self.xt, self.wt, self.bt, self.s, self.p, 1, self.groups)
-
-    def torch_fwd_bwd(self):
-        return self.torch.autograd.grad(self.torch_fwd(), (self.xt, self.wt, self.bt), self.dyt)
 
     def _grads(self):
         self.layer.zero_grad()
@@ -146,23 +153,8 @@ class MaxPool(Case):
         bwd = 2 * self.dy.nbytes + self.x.nbytes            # read dy and argmax; write dx
         return fwd + (bwd if backward else 0), "GB/s"
 
-    def fwd(self):
-        return self.layer(self.x)
-
-    def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
-
-    def setup_torch(self, torch):
-        self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
-
     def torch_fwd(self):
         return self.F.max_pool2d(self.xt, self.k, self.s)
-
-    def torch_fwd_bwd(self):
-        return self.torch.autograd.grad(self.torch_fwd(), self.xt, self.dyt)[0]
 
     def reference(self):
         """numpy y and dx; each window routes dy to its first maximum (random data: no ties)."""
@@ -201,24 +193,9 @@ class LRN(Case):
     def work(self, backward):
         return self.x.nbytes * (3 + (5 if backward else 0)), "GB/s"  # fwd x->y,scale; bwd dy,x,y,scale->dx
 
-    def fwd(self):
-        return self.layer(self.x)
-
-    def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
-
-    def setup_torch(self, torch):
-        self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
-
     def torch_fwd(self):
         size, alpha, beta, k = self.args  # torch also divides alpha by size
         return self.F.local_response_norm(self.xt, size, alpha, beta, k)
-
-    def torch_fwd_bwd(self):
-        return self.torch.autograd.grad(self.torch_fwd(), self.xt, self.dyt)[0]
 
     def reference(self):
         """float64 numpy y and dx; channel window [c - size//2, c + (size-1)//2]."""
@@ -260,25 +237,8 @@ class Linear(Case):
     def work(self, backward):
         return 2 * self.macs * (3 if backward else 1), "GFLOP/s"
 
-    def fwd(self):
-        return self.layer(self.x)
-
-    def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
-
-    def setup_torch(self, torch):
-        self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.wt = torch.from_numpy(self.layer.weight.copy()).requires_grad_()
-        self.bt = torch.from_numpy(self.layer.bias.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
-
     def torch_fwd(self):
         return self.F.linear(self.xt, self.wt, self.bt)
-
-    def torch_fwd_bwd(self):
-        return self.torch.autograd.grad(self.torch_fwd(), (self.xt, self.wt, self.bt), self.dyt)
 
     def check(self, backward, torch=None):
         if torch is not None:
@@ -313,23 +273,8 @@ class Dropout(Case):
         fwd = self.x.size * 9                  # read x; write y (4 B) and the uint8 mask (1 B)
         return fwd * (2 if backward else 1), "GB/s"   # backward: read dy, mask; write dx
 
-    def fwd(self):
-        return self.layer(self.x)
-
-    def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
-
-    def setup_torch(self, torch):
-        self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
-
     def torch_fwd(self):
         return self.F.dropout(self.xt, self.p, training=True)
-
-    def torch_fwd_bwd(self):
-        return self.torch.autograd.grad(self.torch_fwd(), self.xt, self.dyt)[0]
 
     def _check_law(self, who, y, dx=None):
         kept = y != 0
