@@ -22,6 +22,21 @@ struct Geom {
   int OH, OW;       // output extent (from conv_out_size)
 };
 
+// Tap k = (c, kh, kw) of output position (oh, ow) reads this pixel of one image xn (C, H, W);
+// 0 in the zero padding. (The GPU's im2col and locally connected gather, one element a thread.)
+PCN_HD float patch_pixel(const float* xn, int k, int oh, int ow, const Geom& g) {
+  const int kw = k % g.KW, kh = k / g.KW % g.KH, c = k / (g.KW * g.KH);
+  const int ih = oh * g.SH - g.PH + kh, iw = ow * g.SW - g.PW + kw;
+  return ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? xn[((int64_t)c * g.H + ih) * g.W + iw] : 0.f;
+}
+
+// The outputs [o0, o1) along one axis whose windows (size K, stride S) cover padded input index
+// ip = i + pad: the adjoint of patch_pixel, for gathers that sum gradients without atomics.
+PCN_HD void covering_outputs(int ip, int K, int S, int O, int& o0, int& o1) {
+  o0 = ip < K ? 0 : (ip - K) / S + 1;
+  o1 = ip / S + 1 < O ? ip / S + 1 : O;
+}
+
 // Counter-based random numbers: the value at (seed, i) does not depend on the thread or device
 // that computes it, so dropout masks are the same on every backend. 32-bit murmur3 finalizers
 // (not a 64-bit mix) so that the CPU loop vectorizes with AVX2.

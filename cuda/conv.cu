@@ -20,11 +20,7 @@ __global__ void im2col_chunk(float* col, const float* x, int n0, int nb, Geom g)
     const int p = (int)(i % P);
     const int64_t t = i / P;
     const int img = (int)(t % nb), k = (int)(t / nb);
-    const int kw = k % g.KW, kh = k / g.KW % g.KH, c = k / (g.KW * g.KH);
-    const int ih = p / g.OW * g.SH - g.PH + kh, iw = p % g.OW * g.SW - g.PW + kw;
-    col[i] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
-                 ? x[(((int64_t)(n0 + img) * g.C + c) * g.H + ih) * g.W + iw]
-                 : 0.f;
+    col[i] = patch_pixel(x + (int64_t)(n0 + img) * g.C * g.H * g.W, k, p / g.OW, p % g.OW, g);
   }
 }
 
@@ -38,8 +34,9 @@ __global__ void col2im_chunk(float* dx, const float* col, int n0, int nb, Geom g
     const int64_t t = i / ((int64_t)g.H * g.W);
     const int c = (int)(t % g.C), img = (int)(t / g.C);
     const int hp = h + g.PH, wp = w + g.PW;
-    const int oh0 = hp < g.KH ? 0 : (hp - g.KH) / g.SH + 1, oh1 = min(hp / g.SH + 1, g.OH);
-    const int ow0 = wp < g.KW ? 0 : (wp - g.KW) / g.SW + 1, ow1 = min(wp / g.SW + 1, g.OW);
+    int oh0, oh1, ow0, ow1;
+    covering_outputs(hp, g.KH, g.SH, g.OH, oh0, oh1);
+    covering_outputs(wp, g.KW, g.SW, g.OW, ow0, ow1);
     float s = 0.f;
     for (int oh = oh1 - 1; oh >= oh0; --oh) {      // kh = hp - oh*SH ascending
       const int kh = hp - oh * g.SH;

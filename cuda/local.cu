@@ -18,11 +18,7 @@ __global__ void gather_patches(float* cols, const float* x, int n0, int nb, Geom
     const int k = (int)(i % K);
     const int64_t t = i / K;
     const int img = (int)(t % nb), l = (int)(t / nb);
-    const int kw = k % g.KW, kh = k / g.KW % g.KH, c = k / (g.KW * g.KH);
-    const int ih = l / g.OW * g.SH - g.PH + kh, iw = l % g.OW * g.SW - g.PW + kw;
-    cols[i] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W
-                  ? x[(((int64_t)(n0 + img) * g.C + c) * g.H + ih) * g.W + iw]
-                  : 0.f;
+    cols[i] = patch_pixel(x + (int64_t)(n0 + img) * g.C * g.H * g.W, k, l / g.OW, l % g.OW, g);
   }
 }
 
@@ -36,8 +32,9 @@ __global__ void scatter_patches(float* dx, const float* dcols, int n0, int nb, G
     const int64_t t = i / ((int64_t)g.H * g.W);
     const int c = (int)(t % g.C), img = (int)(t / g.C);
     const int hp = h + g.PH, wp = w + g.PW;
-    const int oh0 = hp < g.KH ? 0 : (hp - g.KH) / g.SH + 1, oh1 = min(hp / g.SH + 1, g.OH);
-    const int ow0 = wp < g.KW ? 0 : (wp - g.KW) / g.SW + 1, ow1 = min(wp / g.SW + 1, g.OW);
+    int oh0, oh1, ow0, ow1;
+    covering_outputs(hp, g.KH, g.SH, g.OH, oh0, oh1);
+    covering_outputs(wp, g.KW, g.SW, g.OW, ow0, ow1);
     float s = 0.f;
     for (int oh = oh0; oh < oh1; ++oh)
       for (int ow = ow0; ow < ow1; ++ow) {

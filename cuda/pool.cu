@@ -10,13 +10,6 @@ namespace pcn {
 namespace cuda {
 namespace {
 
-// Outputs [o0, o1) along one axis whose window [o*S - P, o*S - P + K) covers input index i.
-__device__ __forceinline__ void covering(int i, int K, int S, int P, int O, int& o0, int& o1) {
-  const int ip = i + P;
-  o0 = ip < K ? 0 : (ip - K) / S + 1;
-  o1 = min(ip / S + 1, O);
-}
-
 __global__ void maxpool_fw(float* y, int32_t* argmax, const float* x, int64_t total, Geom g) {
   PCN_GRID_LOOP(i, total) {
     const int ow = (int)(i % g.OW), oh = (int)(i / g.OW % g.OH);
@@ -43,8 +36,8 @@ __global__ void maxpool_bw(float* dx, const float* dy, const int32_t* argmax, in
     const int64_t plane = i / ((int64_t)g.H * g.W), base = plane * g.OH * g.OW;
     const int32_t me = h * g.W + w;
     int oh0, oh1, ow0, ow1;
-    covering(h, g.KH, g.SH, g.PH, g.OH, oh0, oh1);
-    covering(w, g.KW, g.SW, g.PW, g.OW, ow0, ow1);
+    covering_outputs(h + g.PH, g.KH, g.SH, g.OH, oh0, oh1);
+    covering_outputs(w + g.PW, g.KW, g.SW, g.OW, ow0, ow1);
     float s = 0.f;
     for (int oh = oh0; oh < oh1; ++oh)
       for (int ow = ow0; ow < ow1; ++ow) {
@@ -74,8 +67,8 @@ __global__ void avgpool_bw(float* dx, const float* dy, int64_t total, Geom g, fl
     const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
     const int64_t base = i / ((int64_t)g.H * g.W) * g.OH * g.OW;
     int oh0, oh1, ow0, ow1;
-    covering(h, g.KH, g.SH, g.PH, g.OH, oh0, oh1);
-    covering(w, g.KW, g.SW, g.PW, g.OW, ow0, ow1);
+    covering_outputs(h + g.PH, g.KH, g.SH, g.OH, oh0, oh1);
+    covering_outputs(w + g.PW, g.KW, g.SW, g.OW, ow0, ow1);
     float s = 0.f;
     for (int oh = oh0; oh < oh1; ++oh)
       for (int ow = ow0; ow < ow1; ++ow) s += dy[base + oh * g.OW + ow] * inv;
