@@ -22,6 +22,18 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(scope="session")
+def lenet_checkpoint(tmp_path_factory):
+    """(path, state_dict) of an untrained LeNet-5 checkpoint for scikit-learn's digits (fast)."""
+    from pyconvnet import cli, models, optim, transfer
+    init.seed(0)
+    model = models.lenet5(10)
+    config = dict(cli.DEFAULTS, data="digits", num_classes=10, input_shape=[1, 28, 28])
+    out = tmp_path_factory.mktemp("lenet")
+    transfer.save(str(out), model, optim.SGD(model, 0.01), config, {}, 0)
+    return str(out / "checkpoint.npz"), model.state_dict()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20240611)

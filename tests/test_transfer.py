@@ -11,17 +11,6 @@ LENET = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten2", "fc3"
 
 
 @pytest.fixture(scope="module")
-def lenet_checkpoint(tmp_path_factory):
-    """An untrained LeNet-5 checkpoint for scikit-learn's digits (no training: fast)."""
-    nn.init.seed(0)
-    model = models.lenet5(10)
-    config = dict(cli.DEFAULTS, data="digits", num_classes=10, input_shape=[1, 28, 28])
-    out = tmp_path_factory.mktemp("lenet")
-    T.save(str(out), model, optim.SGD(model, 0.01), config, {}, 0)
-    return str(out / "checkpoint.npz"), model.state_dict()
-
-
-@pytest.fixture(scope="module")
 def digits():
     x, y = load_digits("test", size=28, pad=4)  # 359 images
     return (x[:120], y[:120]), (x[120:200], y[120:200])

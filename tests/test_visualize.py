@@ -3,7 +3,7 @@ against re-running the net on the cropped patch, and the visualize command end t
 import numpy as np
 import pytest
 
-from pyconvnet import cli, models, nn, optim, transfer
+from pyconvnet import cli, models, nn
 from pyconvnet import visualize as V
 
 
@@ -102,25 +102,15 @@ def test_fewer_images_than_k_leave_empty_slots(net_and_images):
 
 
 # ---- end to end
-@pytest.fixture(scope="module")
-def lenet_checkpoint(tmp_path_factory):
-    """An untrained LeNet-5 checkpoint for scikit-learn's digits (no training: fast)."""
-    nn.init.seed(0)
-    model = models.lenet5(10)
-    config = dict(cli.DEFAULTS, data="digits", num_classes=10, input_shape=[1, 28, 28])
-    out = tmp_path_factory.mktemp("lenet")
-    transfer.save(str(out), model, optim.SGD(model, 0.01), config, {}, 0)
-    return str(out / "checkpoint.npz")
-
-
 def test_visualize_command_writes_the_grids(lenet_checkpoint, tmp_path):
+    path, _ = lenet_checkpoint
     out = tmp_path / "vis"
-    assert cli.main(["visualize", lenet_checkpoint, "--images", "30", "--out", str(out)]) == 0
+    assert cli.main(["visualize", path, "--images", "30", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["conv1_top9.png", "conv2_top9.png",
                                                      "layer1_filters.png"]
-    assert cli.main(["visualize", lenet_checkpoint, "--images", "20", "--layers", "2", "--mode",
+    assert cli.main(["visualize", path, "--images", "20", "--layers", "2", "--mode",
                      "position", "--out", str(tmp_path / "pos")]) == 0
     with pytest.raises(SystemExit, match="conv layer 3 does not exist"):
-        cli.main(["visualize", lenet_checkpoint, "--layers", "3", "--out", str(out)])
+        cli.main(["visualize", path, "--layers", "3", "--out", str(out)])
     with pytest.raises(SystemExit, match="does not exist"):
         cli.main(["visualize", str(tmp_path / "none.npz")])
