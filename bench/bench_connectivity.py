@@ -14,16 +14,9 @@ against PyTorch. GPU rows are listed and skipped, with the reason, until a backe
 extra_info: params, memory_bytes (values + gradients + x, y, dy, dx + workspace), gflop, GFLOP/s;
 for the torch comparison the interleaved ratio torch time / pyconvnet time (forward + backward).
 """
-import sys
-from pathlib import Path
-
 import pytest
 
-try:
-    import pyconvnet
-except ImportError:  # a source checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import pyconvnet
+import pyconvnet
 from pyconvnet import connectivity as C
 from pyconvnet.bench_cli import LC_TARGET, available_devices, time_interleaved
 

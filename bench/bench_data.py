@@ -10,17 +10,11 @@ timing, the batches of every worker count are asserted equal to the serial ones 
 only on seed, epoch and batch number). extra_info: images_per_s and images_per_s_per_worker
 (num_workers 0 counts as one).
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-try:
-    import pyconvnet  # noqa: F401
-except ImportError:  # a source checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyconvnet import data as D
 
 FILES, PASSES, BATCH, SIZE = 64, 4, 16, (300, 256)

@@ -10,16 +10,9 @@ the same loss, gradients and updated weights (without PyTorch: that a step lower
 extra_info: images_per_s and GFLOP/s (3x the forward FLOPs of Sequential.summary). For
 interleaved pyconvnet/PyTorch ratios run `pyconvnet bench models --compare-torch`.
 """
-import sys
-from pathlib import Path
-
 import pytest
 
-try:
-    import pyconvnet
-except ImportError:  # a source checkout without an install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import pyconvnet
+import pyconvnet
 from pyconvnet.bench_cli import MODEL_BATCH
 from pyconvnet.bench_models import TrainStep
 

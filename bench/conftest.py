@@ -3,7 +3,16 @@
 pytest collects only test_*.py by default; this makes `pytest bench` collect bench_*.py too, and adds
 --bench-threads (comma-separated thread counts; default: pyconvnet's current count).
 """
+import sys
+from pathlib import Path
+
 import pytest
+
+try:
+    import pyconvnet
+except ImportError:  # a source checkout without an install: the bench files use the checkout's
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import pyconvnet
 
 
 def pytest_addoption(parser):
@@ -24,7 +33,5 @@ def pytest_generate_tests(metafunc):
         if opt:
             counts = [int(t) for t in opt.split(",")]
         else:
-            import alexnet_shapes  # noqa: F401  (finds pyconvnet in a source checkout)
-            import pyconvnet
             counts = [pyconvnet.get_num_threads()]
         metafunc.parametrize("threads", counts, ids=[f"{n}t" for n in counts])
