@@ -16,9 +16,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("get_num_threads", &get_num_threads);
 
-  m.def("conv2d_slot_floats", [](const py::array& x, const py::array& w, Pair s, Pair p, int groups, bool backward) {
+  m.def("conv2d_slot_floats", [](const py::array& x, const py::array& w, Pair s, Pair p, int groups) {
     Geom g = conv_geom("conv2d", x, w, s, p, groups);
-    return conv2d_slot_floats(g, (int)w.shape(0), groups, backward);
+    return conv2d_slot_floats(g, (int)w.shape(0));
   });
   m.def("conv2d_forward", [](const py::array& y, const py::array& x, const py::array& w, const Opt& b, Pair s, Pair p, int groups, const py::array& ws) {
     const char* op = "conv2d_forward";
@@ -26,7 +26,7 @@ PYBIND11_MODULE(_core, m) {
     int OC = (int)w.shape(0), N = (int)x.shape(0);
     float* yp = out<float>(y, op, "y", out_shape(x, OC, g));
     const float *xp = ptr<float>(x, op, "x"), *wp = ptr<float>(w, op, "weight"), *bp = opt<float>(b, op, "bias", {OC}, false);
-    float* wsp = workspace(ws, conv2d_slot_floats(g, OC, groups, false), op);
+    float* wsp = workspace(ws, conv2d_slot_floats(g, OC), op);
     py::gil_scoped_release nogil;
     conv2d_forward(yp, xp, wp, bp, N, g, OC, groups, wsp, ws.size());
   });
@@ -36,7 +36,7 @@ PYBIND11_MODULE(_core, m) {
     int OC = (int)w.shape(0), N = (int)x.shape(0);
     const float *dyp = ptr<float>(dy, op, "dy", out_shape(x, OC, g)), *xp = ptr<float>(x, op, "x"), *wp = ptr<float>(w, op, "weight");
     float *dxp = opt<float>(dx, op, "dx", shape(x), true), *dwp = opt<float>(dw, op, "dw", shape(w), true), *dbp = opt<float>(db, op, "db", {OC}, true);
-    float* wsp = workspace(ws, conv2d_slot_floats(g, OC, groups, true), op);
+    float* wsp = workspace(ws, conv2d_slot_floats(g, OC), op);
     py::gil_scoped_release nogil;
     conv2d_backward(dxp, dwp, dbp, dyp, xp, wp, N, g, OC, groups, wsp, ws.size());
   });

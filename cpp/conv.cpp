@@ -56,7 +56,7 @@ void col2im(float* x, const float* col, const Geom& g, int64_t ld) {
 }
 
 // Per image of a chunk: its columns (C*KH*KW x P) and its output/gradient rows (OC x P).
-int64_t conv2d_slot_floats(const Geom& g, int OC, int, bool) {
+int64_t conv2d_slot_floats(const Geom& g, int OC) {
   return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * g.OH * g.OW);
 }
 
@@ -64,7 +64,7 @@ int64_t conv2d_slot_floats(const Geom& g, int OC, int, bool) {
 // ones lose to OpenBLAS's blocking on AlexNet's layers), or about 8 MiB of columns when that is
 // more (small images, as LeNet's: else each chunk is microseconds of work between fork/joins).
 static int chunk(int N, const Geom& g, int OC, int64_t ws_floats) {
-  const int64_t slot = conv2d_slot_floats(g, OC, 1, false);
+  const int64_t slot = conv2d_slot_floats(g, OC);
   int64_t want = std::max<int64_t>({1, 2048 / ((int64_t)g.OH * g.OW), (8 << 20) / 4 / slot});
   int64_t room = ws_floats / slot;
   return (int)std::max<int64_t>(1, std::min<int64_t>({N, want, room}));

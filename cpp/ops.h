@@ -33,7 +33,7 @@ void im2col(float* col, const float* x, const Geom& g, int64_t ld);
 void col2im(float* x, const float* col, const Geom& g, int64_t ld);
 // Floats of workspace one image of a chunk needs ("a slot"); the kernels take
 // min(N, ws_floats / slot) images at a time, so a bounded workspace processes the batch in chunks.
-int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward);
+int64_t conv2d_slot_floats(const Geom& g, int OC);
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats);
 void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const float* x,

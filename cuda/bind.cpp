@@ -49,9 +49,9 @@ void bind_pointwise(py::module_& m) {
 }
 
 void bind_conv(py::module_& m) {
-  m.def("conv2d_slot_floats", [](Obj x, Obj w, Pair s, Pair p, int groups, bool backward) {
+  m.def("conv2d_slot_floats", [](Obj x, Obj w, Pair s, Pair p, int groups) {
     Geom g = conv_geom("conv2d", shape(x, "conv2d", "x"), shape(w, "conv2d", "weight"), s, p, groups);
-    return conv2d_slot_floats(g, (int)shape(w, "conv2d", "weight")[0], groups, backward);
+    return conv2d_slot_floats(g, (int)shape(w, "conv2d", "weight")[0]);
   });
   m.def("conv2d_forward", [](Obj y, Obj x, Obj w, Obj b, Pair s, Pair p, int groups, Obj ws) {
     const char* op = "conv2d_forward";
@@ -60,7 +60,7 @@ void bind_conv(py::module_& m) {
     const int OC = (int)wsh[0], N = (int)xs[0];
     float* yp = ptr<float>(y, op, "y", out_shape(xs, OC, g));
     const float *xp = ptr<float>(x, op, "x"), *wp = ptr<float>(w, op, "weight"), *bp = opt<float>(b, op, "bias", {OC});
-    float* wsp = workspace(ws, conv2d_slot_floats(g, OC, groups, false), op);
+    float* wsp = workspace(ws, conv2d_slot_floats(g, OC), op);
     conv2d_forward(yp, xp, wp, bp, N, g, OC, groups, wsp, arr(ws, op, "workspace").size());
   });
   m.def("conv2d_backward", [](Obj dx, Obj dw, Obj db, Obj dy, Obj x, Obj w, Pair s, Pair p, int groups, Obj ws) {
@@ -70,7 +70,7 @@ void bind_conv(py::module_& m) {
     const int OC = (int)wsh[0], N = (int)xs[0];
     const float *dyp = ptr<float>(dy, op, "dy", out_shape(xs, OC, g)), *xp = ptr<float>(x, op, "x"), *wp = ptr<float>(w, op, "weight");
     float *dxp = opt<float>(dx, op, "dx", xs), *dwp = opt<float>(dw, op, "dw", wsh), *dbp = opt<float>(db, op, "db", {OC});
-    float* wsp = workspace(ws, conv2d_slot_floats(g, OC, groups, true), op);
+    float* wsp = workspace(ws, conv2d_slot_floats(g, OC), op);
     conv2d_backward(dxp, dwp, dbp, dyp, xp, wp, N, g, OC, groups, wsp, arr(ws, op, "workspace").size());
   });
 

@@ -89,17 +89,15 @@ __global__ void bias_grad(float* db, const float* dy, int N, int OC, int P) {
   if (threadIdx.x == 0) db[oc] += (float)part[0];
 }
 
-int chunk_images(int N, const Geom& g, int OC, int groups, int64_t ws_floats) {
-  const int64_t slot = conv2d_slot_floats(g, OC, groups, false);
+int chunk_images(int N, const Geom& g, int OC, int64_t ws_floats) {
+  const int64_t slot = conv2d_slot_floats(g, OC);
   const int64_t fit = std::min<int64_t>(ws_floats / slot, INT32_MAX / std::max(g.OH * g.OW, 1));
   return (int)std::max<int64_t>(1, std::min<int64_t>(N, fit));  // nb*P is a GEMM extent (int)
 }
 
 }  // namespace
 
-int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward) {
-  (void)groups;
-  (void)backward;  // backward reuses col for dcol and the yT room for dyT
+int64_t conv2d_slot_floats(const Geom& g, int OC) {  // backward reuses col for dcol, yT for dyT
   const int64_t P = (int64_t)g.OH * g.OW;
   return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * P);
 }
@@ -107,7 +105,7 @@ int64_t conv2d_slot_floats(const Geom& g, int OC, int groups, bool backward) {
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats) {
   const int P = g.OH * g.OW, OCg = OC / groups, Kg = g.C / groups * g.KH * g.KW;
-  const int NB = chunk_images(N, g, OC, groups, ws_floats);
+  const int NB = chunk_images(N, g, OC, ws_floats);
   for (int n0 = 0; n0 < N; n0 += NB) {
     const int nb = std::min(NB, N - n0), nbP = nb * P;
     float* col = ws;                                   // (C*KH*KW, nb*P)
@@ -131,7 +129,7 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     CUDA_LAUNCH_CHECK("bias_grad");
   }
   if (!dx && !dw) return;
-  const int NB = chunk_images(N, g, OC, groups, ws_floats);
+  const int NB = chunk_images(N, g, OC, ws_floats);
   for (int n0 = 0; n0 < N; n0 += NB) {
     const int nb = std::min(NB, N - n0), nbP = nb * P;
     float* col = ws;

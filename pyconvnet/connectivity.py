@@ -87,7 +87,7 @@ def memory_plan(kind, side, cfg):
     if kind == "lc":  # the kernels ask for one slot per image (lc) or per image or thread (conv)
         ws = _workspace_floats(_core.local2d_slot_floats(x, _shaped(o, o, M, C, k, k), (1, 1), (pad, pad)), N)
     elif kind == "conv":
-        ws = _workspace_floats(_core.conv2d_slot_floats(x, _shaped(M, C, k, k), (1, 1), (pad, pad), 1, True),
+        ws = _workspace_floats(_core.conv2d_slot_floats(x, _shaped(M, C, k, k), (1, 1), (pad, pad), 1),
                                max(N, get_num_threads()))
     params = param_count(kind, side, cfg)
     plan = {"params": params, "param_bytes": 8 * params,

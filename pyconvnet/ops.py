@@ -101,7 +101,7 @@ def out_size(n, k, s, p):
 # ---- convolution: x (N, C, H, W), w (OC, C/groups, KH, KW) -> y (N, OC, OH, OW)
 def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
     be, s, p = backend(x, w, b), pair(stride, "stride"), pair(padding, "padding")
-    ws = workspace(be.conv2d_slot_floats(x, w, s, p, groups, False), x.shape[0], be)
+    ws = workspace(be.conv2d_slot_floats(x, w, s, p, groups), x.shape[0], be)
     y = be.empty((x.shape[0], w.shape[0], out_size(x.shape[2], w.shape[2], s[0], p[0]),
                   out_size(x.shape[3], w.shape[3], s[1], p[1])), np.float32)
     be.conv2d_forward(y, x, w, b, s, p, groups, ws)
@@ -110,7 +110,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, groups=1):
 
 def conv2d_backward(dy, x, w, dw=None, db=None, stride=1, padding=0, groups=1, need_dx=True):
     be, s, p = backend(dy, x, w, dw, db), pair(stride, "stride"), pair(padding, "padding")
-    ws = workspace(be.conv2d_slot_floats(x, w, s, p, groups, True), x.shape[0], be)
+    ws = workspace(be.conv2d_slot_floats(x, w, s, p, groups), x.shape[0], be)
     dx = be.empty_like(x) if need_dx else None
     be.conv2d_backward(dx, dw, db, dy, x, w, s, p, groups, ws)
     return dx

@@ -339,14 +339,13 @@ def test_read_only_output_raises(name):
 # ------------------------------------------------------------------ workspace
 def test_workspace_dtype_and_size():
     x, w, y = f32(2, 3, 5, 5), f32(4, 3, 3, 3), f32(2, 4, 3, 3)
-    need = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1, False)
+    need = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1)
     with pytest.raises(TypeError, match=r"workspace must have dtype float32, got float64"):
         _core.conv2d_forward(y, x, w, None, (1, 1), (0, 0), 1, np.zeros(need))
     with pytest.raises(ValueError, match=rf"workspace holds {need - 1} floats, needs at least {need}"):
         _core.conv2d_forward(y, x, w, None, (1, 1), (0, 0), 1, np.zeros(need - 1, F32))
-    needb = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1, True)
-    with pytest.raises(ValueError, match=rf"needs at least {needb}"):
-        _core.conv2d_backward(None, np.zeros_like(w), None, y, x, w, (1, 1), (0, 0), 1, np.zeros(needb - 1, F32))
+    with pytest.raises(ValueError, match=rf"needs at least {need}"):  # backward reuses the same room
+        _core.conv2d_backward(None, np.zeros_like(w), None, y, x, w, (1, 1), (0, 0), 1, np.zeros(need - 1, F32))
     wl = f32(3, 3, 2, 3, 3, 3)
     needl = _core.local2d_slot_floats(x, wl, (1, 1), (0, 0))
     with pytest.raises(TypeError, match=r"workspace must have dtype float32, got int32"):
@@ -459,7 +458,7 @@ def test_fuzz_conv2d():
                 _core.conv2d_backward(np.zeros_like(x), np.zeros_like(w), None, np.zeros(oshape, F32), x, w, s, p, groups, ws)
             continue
         ok += 1
-        ws = np.full(_core.conv2d_slot_floats(x, w, s, p, groups, True) * 3, np.nan, F32)
+        ws = np.full(_core.conv2d_slot_floats(x, w, s, p, groups) * 3, np.nan, F32)
         y = np.full(oshape, np.nan, F32)
         _core.conv2d_forward(y, x, w, b, s, p, groups, ws)
         assert_close(y, ref.conv2d_forward(x, w, b, s, p, groups), msg=f"trial {trial}")

@@ -37,7 +37,7 @@ def make(rng, case, bias=True):
 
 
 def core_forward(x, w, b, s, p, g, slots=1):
-    slot = _core.conv2d_slot_floats(x, w, s, p, g, False)
+    slot = _core.conv2d_slot_floats(x, w, s, p, g)
     ws = nan_like(slot * slots)                       # the kernel must not rely on a clean workspace
     y = nan_like((x.shape[0], w.shape[0], ref.out_size(x.shape[2], w.shape[2], s[0], p[0]),
                   ref.out_size(x.shape[3], w.shape[3], s[1], p[1])))
@@ -46,7 +46,7 @@ def core_forward(x, w, b, s, p, g, slots=1):
 
 
 def core_backward(dx, dw, db, dy, x, w, s, p, g, slots=1):
-    slot = _core.conv2d_slot_floats(x, w, s, p, g, True)
+    slot = _core.conv2d_slot_floats(x, w, s, p, g)
     _core.conv2d_backward(dx, dw, db, dy, x, w, s, p, g, nan_like(slot * slots))
 
 
@@ -210,7 +210,7 @@ x = r.standard_normal((4, 2, 5, 5)).astype(np.float32)
 for k in ((3, 3), (1, 1)):
     w = r.standard_normal((3, 2) + k).astype(np.float32)
     dy = r.standard_normal((4, 3, 6 - k[0], 6 - k[1])).astype(np.float32)
-    slot = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1, True)
+    slot = _core.conv2d_slot_floats(x, w, (1, 1), (0, 0), 1)
     dw = np.zeros_like(w)
     _core.conv2d_backward(None, dw, None, dy, x, w, (1, 1), (0, 0), 1, np.full(4 * slot, np.nan, np.float32))
     np.testing.assert_allclose(dw, ref.conv2d_backward(dy, x, w)[1], rtol=1e-4, atol=1e-4)
