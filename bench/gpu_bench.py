@@ -1,6 +1,7 @@
 """pyconvnet's CUDA backend next to PyTorch + cuDNN on one GPU, in one process.
 
     python bench/gpu_bench.py [--batch 128] [--repeat 7] [--min-time 0.05] [--ops conv1,lrn1,...]
+                              [--json FILE] [--profile FILE] [--skip-step]
 
 Sections: (1) every op at the AlexNet 2012 shapes, forward and forward+backward; (2) the whole
 AlexNet training step (forward, loss, backward, SGD with momentum and weight decay) with each
@@ -16,6 +17,7 @@ sampled interleaved. Every op is checked against torch once before it is timed.
 ratio = torch ms / pyconvnet ms: above 1, pyconvnet is faster.
 """
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -32,7 +34,7 @@ try:
     import pyconvnet
 except ImportError:  # a source checkout without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import pyconvnet
+    import pyconvnet  # noqa: F401
 from pyconvnet import cuda, models, nn, ops, optim
 
 F32 = np.float32
@@ -110,6 +112,8 @@ class LayerCase:
             return self.torch_fn(self.tx, *self.tp)
 
     def torch_fwd_bwd(self):
+        for t in (self.tx, *self.tp):
+            t.grad = None  # fresh gradients: no extra `grad +=` pass that pyconvnet's dx does not pay
         y = self.torch_fn(self.tx, *self.tp)
         torch.autograd.backward(y, self.tdy)
 
@@ -149,6 +153,7 @@ class XentCase(LayerCase):
             return F.cross_entropy(self.tx, self.tlabels)
 
     def torch_fwd_bwd(self):
+        self.tx.grad = None
         F.cross_entropy(self.tx, self.tlabels).backward()
 
     def check(self):
@@ -220,7 +225,31 @@ def torch_alexnet(ours):
     return m
 
 
-def alexnet_step(batch, repeat, min_time):
+def write_profile(path, steps, n=3):
+    """A kernel-time table (torch.profiler, which also sees pyconvnet's kernels) of n calls of
+    each step function; a profiler failure is reported, never fatal."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        out = []
+        for name, fn in steps:
+            fn()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(n):
+                    fn()
+                torch.cuda.synchronize()
+            try:
+                table = prof.key_averages().table(sort_by="device_time_total", row_limit=40)
+            except Exception:  # noqa: BLE001  (torch < 2.4 names it cuda_time_total)
+                table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=40)
+            out.append(f"== {name}: {n} steps\n" + table)
+        Path(path).write_text("\n\n".join(out) + "\n")
+        print(f"  profile written to {path}")
+    except Exception as e:  # noqa: BLE001
+        print(f"  profile failed: {type(e).__name__}: {e}")
+
+
+def alexnet_step(batch, repeat, min_time, profile=None):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, 227, 227)).astype(F32)
     y = rng.integers(0, 1000, batch).astype(np.int64)
@@ -260,6 +289,8 @@ def alexnet_step(batch, repeat, min_time):
         rows.append((f"alexnet_step[{be}]", "step", t_ours, t_torch))
     cuda.set_gemm_backend(backends[0])
     assert np.isfinite(float(ours())), "pyconvnet AlexNet loss is not finite"
+    if profile:
+        write_profile(profile, [(f"pyconvnet (GEMM {backends[0]})", ours), ("torch", theirs)])
     return rows
 
 
@@ -298,6 +329,8 @@ def main():
     ap.add_argument("--min-time", type=float, default=0.05)
     ap.add_argument("--ops", default=None, help="comma-separated subset of the op cases")
     ap.add_argument("--skip-step", action="store_true", help="leave out the AlexNet step")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--profile", default=None, help="write a kernel-time profile of the AlexNet step here")
     args = ap.parse_args()
     if not cuda.is_available():
         sys.exit(f"pyconvnet.cuda is not available: {cuda.why_unavailable()}")
@@ -311,27 +344,63 @@ def main():
 
     table = cases(args.batch)
     names = list(table) if args.ops is None else [s.strip() for s in args.ops.split(",") if s.strip()]
-    rows = []
+    rows, failures = [], []
+
+    def save():
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "device": torch.cuda.get_device_name(), "torch": torch.__version__,
+                "batch": args.batch, "gemm_backend": cuda.gemm_backend(), "failures": failures,
+                "rows": [{"case": n, "pass": p, "pyconvnet_ms": a * 1e3, "torch_ms": b * 1e3,
+                          "ratio": b / a} for n, p, a, b in rows]}, indent=1))
+
+    def failed(what, e):  # a failure is reported and the run goes on to the next section
+        failures.append(f"{what}: {type(e).__name__}: {e}")
+        print(f"FAILED {failures[-1]}")
+
     print(f"\n{'op':<14} {'pass':<8} {'pyconvnet ms':>12} {'torch ms':>9} {'ratio':>6}")
     for name in names:
-        case = table[name]()
-        case.check()
-        for pass_name, ours, theirs in (("fwd", case.fwd, case.torch_fwd),
-                                        ("fwd+bwd", case.fwd_bwd, case.torch_fwd_bwd)):
-            t_ours, t_torch = time_pair([ours, theirs], args.repeat, args.min_time)
-            rows.append((name, pass_name, t_ours, t_torch))
-            print(f"{name:<14} {pass_name:<8} {t_ours * 1e3:12.3f} {t_torch * 1e3:9.3f} {t_torch / t_ours:6.2f}")
-        del case
+        try:
+            case = table[name]()
+            try:
+                case.check()
+            except AssertionError as e:  # wrong numbers: say so, still time it
+                failed(f"{name} check", e)
+            for pass_name, ours, theirs in (("fwd", case.fwd, case.torch_fwd),
+                                            ("fwd+bwd", case.fwd_bwd, case.torch_fwd_bwd)):
+                t_ours, t_torch = time_pair([ours, theirs], args.repeat, args.min_time)
+                rows.append((name, pass_name, t_ours, t_torch))
+                print(f"{name:<14} {pass_name:<8} {t_ours * 1e3:12.3f} {t_torch * 1e3:9.3f} {t_torch / t_ours:6.2f}")
+            if name.startswith(("conv", "fc")) and cuda.gemm_backend() == "cublas":
+                cuda.set_gemm_backend("ours")  # the same layer on our SGEMM, for information
+                try:
+                    t_ours, t_torch = time_pair([case.fwd_bwd, case.torch_fwd_bwd], args.repeat, args.min_time)
+                finally:
+                    cuda.set_gemm_backend("cublas")
+                rows.append((name, "fwd+bwd[ours]", t_ours, t_torch))
+                print(f"{name:<14} {'[ours]':<8} {t_ours * 1e3:12.3f} {t_torch * 1e3:9.3f} {t_torch / t_ours:6.2f}")
+        except Exception as e:  # noqa: BLE001
+            failed(name, e)
+        case = None
         cuda.empty_cache()
         torch.cuda.empty_cache()
+    save()
 
     if not args.skip_step:
         print("\nAlexNet training step (forward, loss, backward, SGD):")
-        for r in alexnet_step(args.batch, args.repeat, args.min_time):
-            rows.append(r)
-            print(f"  {r[0]:<22} {r[2] * 1e3:9.2f} ms  torch {r[3] * 1e3:9.2f} ms  ratio {r[3] / r[2]:.2f}")
+        try:
+            for r in alexnet_step(args.batch, args.repeat, args.min_time, args.profile):
+                rows.append(r)
+                print(f"  {r[0]:<22} {r[2] * 1e3:9.2f} ms  torch {r[3] * 1e3:9.2f} ms  ratio {r[3] / r[2]:.2f}")
+        except Exception as e:  # noqa: BLE001
+            failed("alexnet_step", e)
+        save()
     print("\nSGEMM:")
-    rows += sgemm_rows(4096, args.repeat, args.min_time)
+    try:
+        rows += sgemm_rows(4096, args.repeat, args.min_time)
+    except Exception as e:  # noqa: BLE001
+        failed("sgemm", e)
+    save()
 
     print("\n== ratio table: torch time / pyconvnet time (> 1: pyconvnet faster); "
           "targets from issue #4 ==")
@@ -342,12 +411,15 @@ def main():
         key = "alexnet_step" if name.startswith("alexnet_step") else (
             name if name.startswith("sgemm") else target_of(name))
         want = TARGETS.get(key) if (pass_name != "fwd" or key is None) else None
-        if name == "alexnet_step[ours]":
+        if name == "alexnet_step[ours]" or pass_name.endswith("[ours]"):
             want = None  # reported; the target is for the default (cuBLAS) backend
         verdict = "" if want is None else (f">= {want:.1f} " + ("ok" if ratio >= want else "MISS"))
         misses += verdict.endswith("MISS")
         print(f"{name:<22} {pass_name:<15} {ratio:6.2f}  {verdict}".rstrip())
     print(f"{misses} target(s) missed" if misses else "all targets met")
+    if failures:
+        print(f"{len(failures)} failure(s):\n  " + "\n  ".join(failures))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <unordered_map>
 #include "common.cuh"
+#include "ops.cuh"
 
 namespace pcn {
 namespace cuda {
@@ -122,6 +123,30 @@ bool device_usable(std::string* why) {
       return "device 0 (" + std::string(p.name) + ") has compute capability " +
              std::to_string(p.major) + "." + std::to_string(p.minor) +
              "; this build targets 8.0 and newer";
+    // A working context on device 0, and a kernel of this build that runs there (a build without
+    // code for this architecture, a busy exclusive-mode GPU, ... are reported here, not by the
+    // first op). Any error is cleared; a sticky one would make every later call fail anyway.
+    void* probe = nullptr;
+    e = cudaSetDevice(0);
+    if (e == cudaSuccess) e = cudaFree(nullptr);  // creates the primary context
+    if (e == cudaSuccess) e = cudaMalloc(&probe, 1);
+    if (e == cudaSuccess) {
+      try {
+        fill_u8(static_cast<uint8_t*>(probe), 1, 1);
+        e = cudaDeviceSynchronize();
+      } catch (const std::exception& ex) {
+        cudaFree(probe);
+        cudaGetLastError();
+        return "device 0 (" + std::string(p.name) + ") cannot run this build's kernels: " + ex.what();
+      }
+      const cudaError_t f = cudaFree(probe);
+      if (e == cudaSuccess) e = f;
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return "device 0 (" + std::string(p.name) + ") has no working CUDA context: " +
+             cudaGetErrorName(e) + ": " + cudaGetErrorString(e);
+    }
     return std::string();
   }();
   if (why) *why = reason;

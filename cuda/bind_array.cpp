@@ -124,6 +124,11 @@ void fill(const DeviceArray& a, const py::object& value) {
   }
 }
 
+// A C-contiguous host array of obj (0-d stays 0-d), of dtype unless that is None.
+py::array host_array(const py::object& obj, const py::object& dtype) {
+  return py::module_::import("numpy").attr("asarray")(obj, dtype, py::arg("order") = "C");
+}
+
 // From another device array (same shape and dtype) or anything numpy turns into this shape.
 void copy_from(const DeviceArray& a, const py::object& src) {
   if (py::isinstance<DeviceArray>(src)) {
@@ -133,7 +138,8 @@ void copy_from(const DeviceArray& a, const py::object& src) {
     copy_d2d(a, s);
     return;
   }
-  py::array h = py::module_::import("numpy").attr("ascontiguousarray")(src, np_dtype(a.dtype));
+  // np.asarray(order="C"), not np.ascontiguousarray: that one turns 0-d input into shape (1,)
+  py::array h = host_array(src, np_dtype(a.dtype));
   Shape hs(h.shape(), h.shape() + h.ndim());
   if (hs != a.shape) throw py::value_error("copy_from: source has shape " + shape_str(hs) + ", expected " + shape_str(a.shape));
   const void* p = h.data();
@@ -142,8 +148,7 @@ void copy_from(const DeviceArray& a, const py::object& src) {
 }
 
 DeviceArray from_host(const py::object& obj, const py::object& dtype) {
-  py::array h = dtype.is_none() ? py::module_::import("numpy").attr("ascontiguousarray")(obj)
-                                : py::module_::import("numpy").attr("ascontiguousarray")(obj, dtype);
+  py::array h = host_array(obj, dtype);
   DeviceArray a = empty(Shape(h.shape(), h.shape() + h.ndim()), to_dtype(h.dtype()));
   const void* p = h.data();
   py::gil_scoped_release nogil;
@@ -167,7 +172,7 @@ py::dict cuda_array_interface(const DeviceArray& a) {
   py::dict d;
   d["shape"] = shape_tuple(a.shape);
   d["typestr"] = typestr(a.dtype);
-  d["data"] = py::make_tuple(py::int_((uintptr_t)a.data()), false);
+  d["data"] = py::make_tuple(py::int_(a.size() ? (uintptr_t)a.data() : 0), false);  // 0 when empty (v3)
   d["version"] = 3;
   d["strides"] = py::none();  // C-contiguous
   d["stream"] = 1;            // the legacy default stream: where all our work is queued
@@ -220,7 +225,7 @@ void bind_array(py::module_& m) {
       .def("copy_from", &copy_from, "Copy another device array, or host data, into this array.")
       .def("item", [](const DeviceArray& a) { return to_numpy(scalar(a, "a Python scalar")).attr("item")(); })
       .def("__float__", [](const DeviceArray& a) { return to_numpy(scalar(a, "float")).attr("item")().cast<double>(); })
-      .def("__int__", [](const DeviceArray& a) { return to_numpy(scalar(a, "int")).attr("item")().cast<int64_t>(); })
+      .def("__int__", [](const DeviceArray& a) { return py::int_(to_numpy(scalar(a, "int")).attr("item")()); })
       .def("__imul__", [](DeviceArray& a, float s) -> DeviceArray& {
         if (a.dtype != DType::F32) throw py::type_error("*=: only float32 device arrays scale in place");
         scale_f32(static_cast<float*>(a.data()), s, a.size());

@@ -72,34 +72,54 @@ __global__ void transpose_chunk(float* dyT, const float* dy, int n0, int nb, int
   }
 }
 
-// db[oc] += sum over images and pixels of dy[n, oc, :]; one block per channel, double partials.
-__global__ void bias_grad(float* db, const float* dy, int N, int OC, int P) {
-  __shared__ double part[kThreads];
-  const int oc = blockIdx.x;
-  const int64_t count = (int64_t)N * P;
-  double s = 0;
-  for (int64_t j = threadIdx.x; j < count; j += kThreads)
-    s += dy[((j / P) * OC + oc) * P + j % P];
-  part[threadIdx.x] = s;
+// Bias gradient in two fixed-order passes (deterministic, double sums):
+// part[oc*S + s] = the sum of dy[n, oc, :] over block s's share of the images, then
+// db[oc] += sum_s part[oc*S + s]. Splitting the images over S blocks per channel fills the GPU
+// when OC is small (conv1: 96 channels of 128 * 3025 values each).
+__global__ void bias_grad_part(double* part, const float* dy, int N, int OC, int P, int S) {
+  __shared__ double red[kThreads];
+  const int oc = blockIdx.x, s = blockIdx.y;
+  const int n0 = (int)((int64_t)N * s / S), n1 = (int)((int64_t)N * (s + 1) / S);
+  double acc = 0;
+  for (int n = n0; n < n1; ++n) {
+    const float* row = dy + ((int64_t)n * OC + oc) * P;
+    for (int p = threadIdx.x; p < P; p += kThreads) acc += row[p];
+  }
+  red[threadIdx.x] = acc;
   __syncthreads();
   for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if ((int)threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+    if ((int)threadIdx.x < w) red[threadIdx.x] += red[threadIdx.x + w];
     __syncthreads();
   }
-  if (threadIdx.x == 0) db[oc] += (float)part[0];
+  if (threadIdx.x == 0) part[(int64_t)oc * S + s] = red[0];
+}
+
+__global__ void bias_grad_sum(float* db, const double* part, int OC, int S) {
+  PCN_GRID_LOOP(oc, OC) {
+    double t = 0;
+    for (int s = 0; s < S; ++s) t += part[oc * S + s];
+    db[oc] += (float)t;
+  }
 }
 
 int chunk_images(int N, const Geom& g, int OC, int64_t ws_floats) {
   const int64_t slot = conv2d_slot_floats(g, OC);
-  const int64_t fit = std::min<int64_t>(ws_floats / slot, INT32_MAX / std::max(g.OH * g.OW, 1));
-  return (int)std::max<int64_t>(1, std::min<int64_t>(N, fit));  // nb*P is a GEMM extent (int)
+  const int64_t fit = std::max<int64_t>(1, std::min<int64_t>(ws_floats / slot, INT32_MAX / std::max(g.OH * g.OW, 1)));
+  if (fit >= N) return std::max(N, 1);  // nb*P is a GEMM extent (int)
+  // Equal chunks (no thin last GEMM), a multiple of 4 images where that fits, so that nb*P, the
+  // leading dimension of col and yT, keeps their rows 16-byte aligned (cuBLAS's and our float4 paths).
+  const int64_t chunks = (N + fit - 1) / fit;
+  const int64_t nb = (N + chunks - 1) / chunks, nb4 = (nb + 3) / 4 * 4;
+  return (int)(nb4 <= fit ? nb4 : nb);
 }
 
 }  // namespace
 
-int64_t conv2d_slot_floats(const Geom& g, int OC) {  // backward reuses col for dcol, yT for dyT
+// Backward reuses col for dcol and yT for dyT; the bias gradient's partial sums (at least OC
+// doubles) use the same room before them.
+int64_t conv2d_slot_floats(const Geom& g, int OC) {
   const int64_t P = (int64_t)g.OH * g.OW;
-  return std::max<int64_t>(1, ((int64_t)g.C * g.KH * g.KW + OC) * P);
+  return std::max<int64_t>({1, 2 * (int64_t)OC, ((int64_t)g.C * g.KH * g.KW + OC) * P});
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
@@ -124,9 +144,14 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
                      const float* w, int N, const Geom& g, int OC, int groups, float* ws,
                      int64_t ws_floats) {
   const int P = g.OH * g.OW, OCg = OC / groups, Kg = g.C / groups * g.KH * g.KW;
-  if (db && OC > 0) {
-    bias_grad<<<OC, kThreads>>>(db, dy, N, OC, P);
-    CUDA_LAUNCH_CHECK("bias_grad");
+  if (db && OC > 0) {  // the partial sums borrow the workspace (slot >= 2*OC floats)
+    const int S = (int)std::max<int64_t>(1, std::min<int64_t>({(4 * sm_count() + OC - 1) / OC,
+                                                                std::max(N, 1), ws_floats / (2 * OC)}));
+    double* part = reinterpret_cast<double*>(ws);
+    bias_grad_part<<<dim3(OC, S), kThreads>>>(part, dy, N, OC, P, S);
+    CUDA_LAUNCH_CHECK("bias_grad_part");
+    bias_grad_sum<<<blocks_for(OC), kThreads>>>(db, part, OC, S);
+    CUDA_LAUNCH_CHECK("bias_grad_sum");
   }
   if (!dx && !dw) return;
   const int NB = chunk_images(N, g, OC, ws_floats);

@@ -12,11 +12,11 @@ __global__ void dropout_fw(float* y, uint8_t* mask, const float* x, int64_t n, f
   PCN_GRID_LOOP(i, n) {
     uint8_t keep = uniform01(seed, (uint64_t)i) >= p;
     mask[i] = keep;
-    y[i] = keep ? x[i] * s : 0.f;
+    y[i] = x[i] * ((float)keep * s);  // a product, as on the CPU: NaN/inf stay NaN when dropped
   }
 }
 __global__ void dropout_bw(float* dx, const float* dy, const uint8_t* mask, int64_t n, float s) {
-  PCN_GRID_LOOP(i, n) dx[i] = mask[i] ? dy[i] * s : 0.f;
+  PCN_GRID_LOOP(i, n) dx[i] = dy[i] * ((float)mask[i] * s);  // as on the CPU
 }
 
 }  // namespace

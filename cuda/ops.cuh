@@ -27,7 +27,8 @@ std::string gemm_backend();                                           // "ours" 
 void set_gemm_backend(const std::string& name);                       // throws on a bad name
 
 // conv.cu: a chunk of nb images at a time: col (C*KH*KW, nb*OH*OW) and the output transposed
-// (OC, nb*OH*OW), so each group is ONE GEMM over the chunk. CUDA: slot = (C*KH*KW + OC) * OH*OW.
+// (OC, nb*OH*OW), so each group is ONE GEMM over the chunk. CUDA: slot = max((C*KH*KW + OC) * OH*OW,
+// 2*OC) (the bias gradient's partial sums borrow the workspace).
 int64_t conv2d_slot_floats(const Geom& g, int OC);
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats);

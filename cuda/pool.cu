@@ -30,21 +30,27 @@ __global__ void maxpool_fw(float* y, int32_t* argmax, const float* x, int64_t to
   }
 }
 
-__global__ void maxpool_bw(float* dx, const float* dy, const int32_t* argmax, int64_t total, Geom g) {
-  PCN_GRID_LOOP(i, total) {
-    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
-    const int64_t plane = i / ((int64_t)g.H * g.W), base = plane * g.OH * g.OW;
-    const int32_t me = h * g.W + w;
-    int oh0, oh1, ow0, ow1;
-    covering_outputs(h + g.PH, g.KH, g.SH, g.OH, oh0, oh1);
-    covering_outputs(w + g.PW, g.KW, g.SW, g.OW, ow0, ow1);
+// Thread (blockIdx.x, threadIdx.x) owns pixel p of the plane and does its index arithmetic
+// (five divisions) once; blockIdx.y strides over the planes, so that cost is shared by several
+// planes and the kernel stays memory-bound (one division-heavy thread per element was not).
+__global__ void maxpool_bw(float* dx, const float* dy, const int32_t* argmax, int64_t planes, Geom g) {
+  const int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= g.H * g.W) return;  // no barrier below: a thread may leave early
+  const int h = p / g.W, w = p - h * g.W;
+  int oh0, oh1, ow0, ow1;
+  covering_outputs(h + g.PH, g.KH, g.SH, g.OH, oh0, oh1);
+  covering_outputs(w + g.PW, g.KW, g.SW, g.OW, ow0, ow1);
+  const int64_t in = (int64_t)g.H * g.W, out = (int64_t)g.OH * g.OW;
+  for (int64_t pl = blockIdx.y; pl < planes; pl += gridDim.y) {
+    const int32_t* ap = argmax + pl * out;
+    const float* dp = dy + pl * out;
     float s = 0.f;
     for (int oh = oh0; oh < oh1; ++oh)
       for (int ow = ow0; ow < ow1; ++ow) {
-        const int64_t o = base + oh * g.OW + ow;
-        if (argmax[o] == me) s += dy[o];
+        const int o = oh * g.OW + ow;
+        if (ap[o] == p) s += dp[o];
       }
-    dx[i] = s;
+    dx[pl * in + p] = s;
   }
 }
 
@@ -86,9 +92,14 @@ void maxpool2d_forward(float* y, int32_t* argmax, const float* x, int N, const G
 }
 
 void maxpool2d_backward(float* dx, const float* dy, const int32_t* argmax, int N, const Geom& g) {
-  const int64_t total = (int64_t)N * g.C * g.H * g.W;
-  if (total <= 0) return;
-  maxpool_bw<<<blocks_for(total), kThreads>>>(dx, dy, argmax, total, g);
+  const int64_t planes = (int64_t)N * g.C, hw = (int64_t)g.H * g.W;
+  if (planes <= 0 || hw <= 0) return;
+  // x: the pixels of one plane (a warp multiple, at most kThreads a block); y: about 8 planes a
+  // thread, within the grid's y limit (65535).
+  const int threads = (int)std::min<int64_t>(kThreads, (hw + 31) / 32 * 32);
+  const dim3 grid((unsigned)((hw + threads - 1) / threads),
+                  (unsigned)std::min<int64_t>((planes + 7) / 8, 65535));
+  maxpool_bw<<<grid, threads>>>(dx, dy, argmax, planes, g);
   CUDA_LAUNCH_CHECK("maxpool_bw");
 }
 

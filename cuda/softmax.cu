@@ -88,19 +88,26 @@ __global__ void xent_bw(float* dx, const float* prob, const int64_t* labels, int
   }
 }
 
-// Row argmax (the first maximum, as numpy's argmax) compared with the label.
+// Row argmax (the first maximum, as numpy's argmax: a NaN counts as the maximum) compared with
+// the label. arg == K marks a lane that saw no element.
 __global__ void top1(unsigned long long* count, const float* x, const int64_t* labels, int N, int K) {
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const float* xr = x + (int64_t)row * K;
   float best = -INFINITY;
   int arg = K;
-  for (int j = lane; j < K; j += 32)
-    if (xr[j] > best || arg == K) { best = xr[j]; arg = j; }
+  for (int j = lane; j < K; j += 32) {
+    const float v = xr[j];
+    if (arg == K || (v != v ? best == best : v > best)) { best = v; arg = j; }
+  }
   for (int o = 16; o > 0; o >>= 1) {
     float b = __shfl_xor_sync(0xffffffffu, best, o);
     int a = __shfl_xor_sync(0xffffffffu, arg, o);
-    if (b > best || (b == best && a < arg)) { best = b; arg = a; }
+    const bool bn = b != b, mn = best != best;
+    if (a < K && (arg == K || (bn ? !mn || a < arg : !mn && (b > best || (b == best && a < arg))))) {
+      best = b;
+      arg = a;
+    }
   }
   if (lane == 0 && arg == labels[row]) atomicAdd(count, 1ull);
 }

@@ -123,11 +123,18 @@ def _cublas_candidates():
     names = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"]
     for d in sys.path:  # pip's nvidia-cublas wheels (PyTorch's): nvidia/cublas/lib, nvidia/cu13/lib
         if d and os.path.isdir(os.path.join(d, "nvidia")):
-            names += sorted(glob.glob(os.path.join(d, "nvidia", "*", "lib", "libcublas.so.*")), reverse=True)
+            names += _newest_first(glob.glob(os.path.join(d, "nvidia", "*", "lib", "libcublas.so.*")))
     for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
         if home:
-            names += sorted(glob.glob(os.path.join(home, "lib64", "libcublas.so.*")), reverse=True)
+            names += _newest_first(glob.glob(os.path.join(home, "lib64", "libcublas.so.*")))
     return names
+
+
+def _newest_first(paths):
+    """libcublas.so.13.1.0 before libcublas.so.12 (by version numbers, not as strings)."""
+    def version(p):
+        return tuple(int(v) for v in p.rsplit(".so.", 1)[-1].split(".") if v.isdigit())
+    return sorted(paths, key=version, reverse=True)
 
 
 def _init_gemm():

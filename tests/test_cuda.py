@@ -145,6 +145,10 @@ class SimBackend:
 @pytest.fixture
 def sim(monkeypatch):
     be = SimBackend()
+    # the per-thread workspace cache is keyed by backend name: keep the simulated device's
+    # workspace out of the cache that a real device would use afterwards
+    from pyconvnet import _workspace
+    monkeypatch.setattr(_workspace._local, "bufs", {}, raising=False)
     monkeypatch.setattr(cuda, "is_device_array", lambda a: isinstance(a, SimArray))
     monkeypatch.setattr(cuda, "backend", lambda: be)
     monkeypatch.setattr(cuda, "why_unavailable", lambda: None)
@@ -287,7 +291,10 @@ def test_caching_allocator_stops_mallocs_after_the_first_step(rng):
 @pytest.mark.parametrize("backend", ["ours", "cublas"])
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (7, 5, 3), (130, 129, 17), (64, 300, 0),
-                                   (128, 64, 5000), (257, 3, 1031)])
+                                   (128, 64, 5000), (257, 3, 1031),
+                                   # enough 128-tiles to fill an H100/H200: the big-tile kernel,
+                                   # its float4 fast path (aligned, K % 8 == 0) and its edges
+                                   (1536, 1536, 64), (1537, 1540, 37)])
 def test_sgemm(rng, backend, ta, tb, M, N, K):
     if backend == "cublas" and cuda.why_no_cublas():
         pytest.skip(f"cuBLAS not loadable: {cuda.why_no_cublas()}")
