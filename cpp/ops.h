@@ -21,7 +21,8 @@ namespace pcn {
 // gemm.cpp: row-major C = alpha * op(A) * op(B) + beta * C, op(A) (M, K), op(B) (K, N).
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc);
-// The same product split over the OpenMP threads (along the larger of M and N).
+// The same product split over the OpenMP threads (along the larger of M and N, or along K in
+// fixed pieces when C is small and K long: the result does not depend on the thread count).
 void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                     const float* B, int ldb, float beta, float* C, int ldc);
 void set_num_threads(int n);

@@ -241,3 +241,21 @@ def test_concurrent_python_threads(rng):
     for t in threads:
         t.join()
     assert not errors, errors[0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_small_weight_gradient_over_many_columns(rng, threads, restore_settings):
+    """OC x C*KH*KW = 3 x 9 summed over 12 * 784 columns (LeNet-like): the weight gradient takes the
+    split-K dot-product path (odd rows and columns included); it must match the reference and not
+    depend on the thread count."""
+    pyconvnet.set_num_threads(threads)
+    x, w, b = randn(rng, 12, 1, 28, 28), randn(rng, 3, 1, 3, 3), randn(rng, 3)
+    dy = randn(rng, 12, 3, 28, 28)
+    dw0 = randn(rng, *w.shape)
+    dw, db = dw0.copy(), np.zeros_like(b)
+    ops.conv2d_backward(dy, x, w, dw, db, 1, 1, need_dx=False)
+    assert_close(dw, dw0 + ref.conv2d_backward(dy, x, w, 1, 1, 1)[1])
+    pyconvnet.set_num_threads(3 - threads)
+    dw2, db2 = dw0.copy(), np.zeros_like(b)
+    ops.conv2d_backward(dy, x, w, dw2, db2, 1, 1, need_dx=False)
+    np.testing.assert_array_equal(dw2, dw)

@@ -87,3 +87,19 @@ def test_flatten_then_linear(rng):
     dx = flat.backward(lin.backward(dy))
     assert dx.shape == x.shape
     assert_close(dx, ref.linear_backward(dy, x.reshape(2, 60), lin.weight)[0].reshape(x.shape))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_gradient_over_a_long_batch(rng, threads, restore_settings):
+    """A small weight (7 x 5) and a batch of 9,000: sgemm_parallel cuts K (the batch) into fixed
+    pieces; the result must match the reference and not depend on the thread count."""
+    pyconvnet.set_num_threads(threads)
+    x, w, dy = randn(rng, 9000, 5), randn(rng, 7, 5), randn(rng, 9000, 7)
+    dw0 = randn(rng, 7, 5)
+    dw = dw0.copy()
+    ops.linear_backward(dy, x, w, dw, need_dx=False)
+    assert_close(dw, dw0 + ref.linear_backward(dy, x, w)[1])
+    pyconvnet.set_num_threads(3 - threads)
+    dw2 = dw0.copy()
+    ops.linear_backward(dy, x, w, dw2, need_dx=False)
+    np.testing.assert_array_equal(dw2, dw)
