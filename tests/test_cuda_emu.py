@@ -1,0 +1,162 @@
+"""The CUDA kernels of cuda/*.cu, run on the CPU by a host emulation and compared with the CPU kernels.
+
+No GPU is needed: tests/cuda_emu/cuda_emu.h emulates the CUDA subset the kernels use (one std::thread
+per CUDA thread of a block, std::barrier for __syncthreads, warp shuffles, float4 __ldg with an
+alignment check, launch limits, guarded device memory, a column-major reference cuBLAS), and
+tests/cuda_emu/harness.cpp calls every entry point of cuda/ops.cuh next to its cpp/ops.h kernel.
+The .cu files are used unmodified: they are copied to a temporary directory with each
+`kernel<<<grid, block>>>(args)` rewritten into a call of emu::launch, then compiled with the system
+C++ compiler (C++20) and linked with the cpp/ kernels (OpenBLAS from scipy-openblas32).
+
+It checks index arithmetic, barriers, shuffles, chunking and NaN rules; not the GPU's memory model
+(blocks run one at a time), warp scheduling, the bindings, real cuBLAS, or speed.
+Run by hand: python tests/test_cuda_emu.py [group ...] (builds into a temporary directory).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CUDA, CPP, EMU = ROOT / "cuda", ROOT / "cpp", HERE / "cuda_emu"
+GROUPS = ["gemm", "conv", "local", "linear", "pool", "lrn", "eltwise", "dropout", "softmax", "sgd"]
+# ops.cuh functions that are not kernels: cuBLAS loading and selection live in cuda/cublas.cpp
+# (dlopen), which the emulation replaces with its reference cuBLAS.
+NOT_KERNELS = {"load_cublas", "gemm_backend", "set_gemm_backend"}
+
+
+def _split_top(text):
+    """Splits at the commas outside brackets."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur]
+
+
+def rewrite_launches(src, name):
+    """kernel<<<grid, block>>>(args) -> ::emu::launch(dim3(grid), dim3(block), "kernel", kernel, args),
+    keeping every newline (line numbers and macro continuations stay as they were)."""
+    out, pos, i = [], 0, -1
+    while (i := src.find("<<<", i + 1)) >= 0:
+        if "//" in src[src.rfind("\n", 0, i) + 1:i] or src.rfind("/*", 0, i) > src.rfind("*/", 0, i):
+            continue  # in a comment
+        m = re.search(r"([A-Za-z_][\w:]*(?:<[^<>;()]*>)?)\s*$", src[max(pos, i - 300):i])
+        j = src.find(">>>", i)
+        k = j + 3 + len(src[j + 3:]) - len(src[j + 3:].lstrip())
+        if not m or j < 0 or src[k:k + 1] != "(":
+            raise ValueError(f"{name}: cannot parse the launch at offset {i}")
+        cfg = _split_top(src[i + 3:j])
+        if len(cfg) > 2 and any(c.strip() not in ("0", "nullptr", "0, 0") for c in cfg[2:]):
+            raise ValueError(f"{name}: dynamic shared memory or streams are not emulated: {src[i:j + 3]}")
+        depth, e = 0, k
+        while True:  # the matching parenthesis
+            depth += {"(": 1, ")": -1}.get(src[e], 0)
+            if depth == 0:
+                break
+            e += 1
+        kernel, args = m.group(1), src[k + 1:e]
+        out.append(src[pos:max(pos, i - 300) + m.start(1)])
+        out.append(f'::emu::launch(dim3({cfg[0].strip()}), dim3({cfg[1].strip()}), "{kernel}", {kernel}'
+                   + (f", {args}" if args.strip() else "") + ")")
+        pos = i = e + 1
+    return "".join(out) + src[pos:]
+
+
+def transform(path):
+    """The emulated source of cuda/<path>: the emulation header first, launches rewritten,
+    sm_count() not cached (the checks vary the device's SM count)."""
+    src = path.read_text()
+    src = re.sub(r"#include\s*<cuda_runtime\.h>", '#include "cuda_emu.h"', src)
+    src = re.sub(r"\bstatic int n = \[\]", "int n = []", src)
+    return f'#include "cuda_emu.h"\n#line 1 "{path}"\n' + rewrite_launches(src, path.name)
+
+
+def find_compiler():
+    for cand in [os.environ.get("CXX"), "g++", "c++", "clang++"]:
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+def build(out):
+    """Compiles the harness into out/harness; returns its path, or raises pytest's Skipped."""
+    cxx = find_compiler()
+    if cxx is None:
+        pytest.skip("no C++ compiler found (set CXX): the CUDA emulation test needs one")
+    if not (CUDA / "ops.cuh").exists() or not (CPP / "ops.h").exists():
+        pytest.skip(f"no cuda/ and cpp/ sources next to the tests (looked in {ROOT})")
+    openblas = pytest.importorskip("scipy_openblas32")
+    out = Path(out)
+    src = out / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    probe = src / "probe.cpp"
+    probe.write_text("#include <barrier>\n#include <omp.h>\nint main() { std::barrier<> b(1); b.arrive_and_wait(); }\n")
+    r = subprocess.run([cxx, "-std=c++20", "-fopenmp", "-pthread", str(probe), "-o", str(out / "probe")],
+                       capture_output=True, text=True, check=False)
+    if r.returncode:
+        pytest.skip(f"{cxx} cannot build C++20 <barrier> with OpenMP: {r.stderr.strip()[:300]}")
+    (src / "common.cuh").write_text(transform(CUDA / "common.cuh"))
+    units = []
+    for cu in sorted(CUDA.glob("*.cu")):
+        units.append(src / f"{cu.stem}.cu.cpp")
+        units[-1].write_text(transform(cu))
+    units += [p for p in sorted(CPP.glob("*.cpp")) if p.name != "bind.cpp"]  # the references (bind.cpp: pybind11)
+    units.append(EMU / "harness.cpp")
+    flags = ["-std=c++20", "-O2", "-fopenmp", "-pthread", "-Wno-unknown-pragmas", f"-I{src}", f"-I{EMU}",
+             f"-I{CUDA}", f"-I{CPP}", f"-I{openblas.get_include_dir()}"]
+
+    def compile_one(path):
+        obj = out / f"{path.parent.name}_{path.name}.o"
+        r = subprocess.run([cxx, *flags, "-c", str(path), "-o", str(obj)], capture_output=True, text=True, check=False)
+        if r.returncode:
+            raise RuntimeError(f"compiling {path} failed:\n{r.stderr[-6000:]}")
+        return obj
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        objs = list(pool.map(compile_one, units))
+    exe = out / "harness"
+    lib = openblas.get_lib_dir()
+    r = subprocess.run([cxx, "-fopenmp", "-pthread", *map(str, objs), "-o", str(exe), f"-L{lib}",
+                        f"-l{openblas.get_library()}", f"-Wl,-rpath,{lib}"], capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise RuntimeError(f"linking the CUDA emulation harness failed:\n{r.stderr[-6000:]}")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def harness(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("cuda_emu"))
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_cuda_kernels_match_cpu_under_emulation(harness, group):
+    r = subprocess.run([str(harness), group], capture_output=True, text=True, timeout=900, check=False)
+    out = r.stdout + r.stderr
+    failed = "\n".join(line for line in out.splitlines() if not line.startswith("ok"))
+    assert r.returncode == 0, f"{group}: exit status {r.returncode}\n{failed}\n--- full output ---\n{out}"
+
+
+def test_harness_calls_every_cuda_entry_point():
+    if not (CUDA / "ops.cuh").exists():
+        pytest.skip(f"no cuda/ sources next to the tests (looked in {ROOT})")
+    decl = re.findall(r"^[A-Za-z_][\w:<>, ]*?[\s*&](\w+)\(", (CUDA / "ops.cuh").read_text(), re.MULTILINE)
+    harness_src = (EMU / "harness.cpp").read_text()
+    missing = [f for f in decl if f not in NOT_KERNELS and not re.search(rf"\bgpu::{f}\b", harness_src)]
+    assert decl and not missing, f"cuda/ops.cuh entry points with no check in tests/cuda_emu/harness.cpp: {missing}"
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as d:
+        sys.exit(subprocess.run([str(build(d)), *sys.argv[1:]], check=False).returncode)
