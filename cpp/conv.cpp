@@ -13,13 +13,6 @@
 
 namespace pcn {
 
-// Copies n floats. Rows of small images are short (LeNet's: 10 to 28 floats), where a memcpy
-// call costs more than the copy; GCC would turn a plain loop back into that call.
-__attribute__((optimize("no-tree-loop-distribute-patterns")))
-static inline void copy_row(float* __restrict__ dst, const float* __restrict__ src, int n) {
-  for (int i = 0; i < n; ++i) dst[i] = src[i];
-}
-
 // One image x (C, H, W) into col (C*KH*KW, P) whose rows are ld floats apart (ld >= P).
 void im2col(float* col, const float* x, const Geom& g, int64_t ld) {
   for (int c = 0; c < g.C; ++c)
@@ -36,7 +29,7 @@ void im2col(float* col, const float* x, const Geom& g, int64_t ld) {
           if (ih < 0 || ih >= g.H) { std::memset(r, 0, sizeof(float) * g.OW); continue; }
           const float* xr = xc + (int64_t)ih * g.W - g.PW + kw;
           for (int ow = 0; ow < ow0; ++ow) r[ow] = 0.f;
-          if (g.SW == 1) copy_row(r + ow0, xr + ow0, ow1 - ow0);
+          if (g.SW == 1) std::memcpy(r + ow0, xr + ow0, sizeof(float) * (ow1 - ow0));
           else for (int ow = ow0; ow < ow1; ++ow) r[ow] = xr[(int64_t)ow * g.SW];
           for (int ow = ow1; ow < g.OW; ++ow) r[ow] = 0.f;
         }
