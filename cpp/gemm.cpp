@@ -3,11 +3,74 @@
 // nested inside that measured 20-30% slower here. Big lone products use sgemm_parallel.
 #include <omp.h>
 #include <algorithm>
+#include <cstring>
 #include <vector>
 #include <cblas.h>
 #include "ops.h"
 
 namespace pcn {
+
+// Thin products: C (M, N) = alpha op(A) B + beta C with B (K, N) row-major, few rows (M <= 16)
+// and many columns, as a small convolution's forward (6 x 25 times 25 x 50,000 for LeNet's
+// conv1). OpenBLAS packs B whole first, which costs more than the arithmetic there. This kernel
+// streams B in 16-column strips (a strip stays in L1 while each 6-row block of C takes it) and
+// keeps a 6 x 16 tile of C in registers. (Reading B in 256-column chunks instead measured no
+// faster on LeNet's conv2.)
+constexpr int kTileM = 6, kTileN = 16;
+
+// 8 floats in a vector register (AVX with -march=x86-64-v3; GCC/Clang vector extensions, so other
+// targets get their own registers). Unaligned loads and stores go through memcpy.
+typedef float v8f __attribute__((vector_size(32)));
+static inline v8f load8(const float* p) { v8f v; std::memcpy(&v, p, sizeof v); return v; }
+
+template <bool TA, int MB>  // rows [0, MB) and columns [0, 16) of C
+static void thin_tile(int K, float alpha, const float* A, int lda, const float* B, int ldb,
+                      float beta, float* C, int ldc) {
+  v8f lo[MB], hi[MB];
+  for (int i = 0; i < MB; ++i) lo[i] = hi[i] = v8f{};
+  for (int k = 0; k < K; ++k) {
+    const v8f b0 = load8(B + (int64_t)k * ldb), b1 = load8(B + (int64_t)k * ldb + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MB; ++i) {
+      const float a = TA ? A[(int64_t)k * lda + i] : A[(int64_t)i * lda + k];
+      lo[i] += a * b0;
+      hi[i] += a * b1;
+    }
+  }
+  for (int i = 0; i < MB; ++i) {
+    float* c = C + (int64_t)i * ldc;
+    v8f c0 = alpha * lo[i], c1 = alpha * hi[i];
+    if (beta != 0.f) {  // beta 0: C is not read
+      c0 += beta * load8(c);
+      c1 += beta * load8(c + 8);
+    }
+    std::memcpy(c, &c0, sizeof c0);
+    std::memcpy(c + 8, &c1, sizeof c1);
+  }
+}
+
+template <bool TA>
+static void thin_gemm(int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                      int ldb, float beta, float* C, int ldc) {
+  using Tile = void (*)(int, float, const float*, int, const float*, int, float, float*, int);
+  static constexpr Tile tiles[kTileM + 1] = {nullptr, thin_tile<TA, 1>, thin_tile<TA, 2>,
+                                             thin_tile<TA, 3>, thin_tile<TA, 4>, thin_tile<TA, 5>,
+                                             thin_tile<TA, 6>};
+  const int nfull = N / kTileN * kTileN;
+  for (int j0 = 0; j0 < nfull; j0 += kTileN)
+    for (int i0 = 0; i0 < M; i0 += kTileM) {
+      const float* Ai = TA ? A + i0 : A + (int64_t)i0 * lda;
+      tiles[std::min(kTileM, M - i0)](K, alpha, Ai, lda, B + j0, ldb, beta, C + (int64_t)i0 * ldc + j0, ldc);
+    }
+  for (int i = 0; i < M; ++i)  // the last N % 16 columns
+    for (int j = nfull; j < N; ++j) {
+      float s = 0.f;
+      for (int k = 0; k < K; ++k)
+        s += (TA ? A[(int64_t)k * lda + i] : A[(int64_t)i * lda + k]) * B[(int64_t)k * ldb + j];
+      float& c = C[(int64_t)i * ldc + j];
+      c = beta == 0.f ? alpha * s : alpha * s + beta * c;
+    }
+}
 
 void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc) {
@@ -17,18 +80,21 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
       for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
     return;
   }
+  if (!tb && M <= 16 && K <= 1024 && N >= 256) {
+    if (ta) thin_gemm<true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else thin_gemm<false>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
   scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// Splits C into column blocks (or row blocks when M is the larger side), one per thread.
-// Block edges are multiples of 16 so each thread's sgemm keeps full vector tiles.
-// Products with a small C and a long K (a small convolution's weight gradient: 6 x 25 outputs,
-// each a sum over 50,000 columns) have nothing to split but K. They are cut into pieces of K
-// whose number does not depend on the thread count (so neither does the result); the threads
-// take the pieces, and the partial products are added in piece order. The partials live in a
-// grow-only per-thread buffer (at most kMaxPieces * kMaxSmallC floats).
-constexpr int kPieceK = 4096, kMaxPieces = 64, kMaxSmallC = 16384;
+// Products with a small C and a K long beside it (a small convolution's weight gradient: 6 x 25
+// or 16 x 150 outputs, each a sum over 6,400 to 50,000 columns) split K rather than C. K is cut
+// into pieces whose number does not depend on the thread count (so neither does the result); the
+// threads take the pieces, and the partial products are added in piece order. The partials live
+// in a grow-only per-thread buffer (at most kMaxPieces * kMaxSmallC floats).
+constexpr int kPieceK = 1024, kMaxPieces = 64, kMaxSmallC = 16384;
 
 // C (M, N) = A B^T for row-major A (M, K) and B (N, K): dot products of rows, two rows of A by
 // four of B at a time (eight vector accumulators). OpenBLAS packs both operands whole first, which
@@ -97,11 +163,12 @@ static void sgemm_split_k(bool ta, bool tb, int M, int N, int K, float alpha, co
     }
 }
 
+// Splits C into column blocks (or row blocks when M is the larger side), one per thread.
+// Block edges are multiples of 16 so each thread's sgemm keeps full vector tiles.
 void sgemm_parallel(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                     const float* B, int ldb, float beta, float* C, int ldc) {
   int T = std::max(1, std::min(omp_get_max_threads(), std::max(M, N) / 64));
-  if (T == 1 && K >= 2 * kPieceK && M > 0 && N > 0 &&
-      (int64_t)M * N <= kMaxSmallC)
+  if (M > 0 && N > 0 && (int64_t)M * N <= kMaxSmallC && K >= 2 * kPieceK && K >= 16 * std::max(M, N))
     return sgemm_split_k(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   if (T == 1) return sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   bool split_n = N >= M;

@@ -244,18 +244,25 @@ def test_concurrent_python_threads(rng):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_small_weight_gradient_over_many_columns(rng, threads, restore_settings):
-    """OC x C*KH*KW = 3 x 9 summed over 12 * 784 columns (LeNet-like): the weight gradient takes the
-    split-K dot-product path (odd rows and columns included); it must match the reference and not
-    depend on the thread count."""
+def test_thin_products_of_a_small_conv(rng, threads, restore_settings):
+    """3 maps of 1x3x3 over 12 images of 27x27 (8,748 columns, not a multiple of 16): the forward
+    and the input gradient take the thin-product kernel (few rows, many columns; its last partial
+    strip too), the weight gradient the split-K dot products. All must match the reference and
+    not depend on the thread count."""
     pyconvnet.set_num_threads(threads)
-    x, w, b = randn(rng, 12, 1, 28, 28), randn(rng, 3, 1, 3, 3), randn(rng, 3)
-    dy = randn(rng, 12, 3, 28, 28)
+    x, w, b = randn(rng, 12, 1, 27, 27), randn(rng, 3, 1, 3, 3), randn(rng, 3)
+    dy = randn(rng, 12, 3, 27, 27)
     dw0 = randn(rng, *w.shape)
+    y = ops.conv2d_forward(x, w, b, 1, 1)
     dw, db = dw0.copy(), np.zeros_like(b)
-    ops.conv2d_backward(dy, x, w, dw, db, 1, 1, need_dx=False)
-    assert_close(dw, dw0 + ref.conv2d_backward(dy, x, w, 1, 1, 1)[1])
+    dx = ops.conv2d_backward(dy, x, w, dw, db, 1, 1)
+    rdx, rdw, rdb = ref.conv2d_backward(dy, x, w, 1, 1, 1)
+    assert_close(y, ref.conv2d_forward(x, w, b, 1, 1, 1))
+    assert_close(dx, rdx)
+    assert_close(dw, dw0 + rdw)
+    assert_close(db, rdb)
     pyconvnet.set_num_threads(3 - threads)
-    dw2, db2 = dw0.copy(), np.zeros_like(b)
-    ops.conv2d_backward(dy, x, w, dw2, db2, 1, 1, need_dx=False)
+    dw2 = dw0.copy()
+    dx2 = ops.conv2d_backward(dy, x, w, dw2, np.zeros_like(b), 1, 1)
     np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(dx2, dx)

@@ -103,3 +103,13 @@ def test_weight_gradient_over_a_long_batch(rng, threads, restore_settings):
     dw2 = dw0.copy()
     ops.linear_backward(dy, x, w, dw2, need_dx=False)
     np.testing.assert_array_equal(dw2, dw)
+
+
+def test_thin_weight_gradient_accumulates(rng):
+    """5 outputs of 600 inputs over a batch of 20: dw += dy^T x takes the thin-product kernel with
+    beta = 1 (it must add to what dw held)."""
+    x, w, dy = randn(rng, 20, 600), randn(rng, 5, 600), randn(rng, 20, 5)
+    dw0 = randn(rng, 5, 600)
+    dw = dw0.copy()
+    ops.linear_backward(dy, x, w, dw, need_dx=False)
+    assert_close(dw, dw0 + ref.linear_backward(dy, x, w)[1])
