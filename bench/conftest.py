@@ -14,6 +14,8 @@ except ImportError:  # a source checkout without an install: the bench files use
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pyconvnet
 
+pyconvnet.keep_freed_memory()  # as `pyconvnet bench` does: the same malloc policy for both sides
+
 
 def pytest_addoption(parser):
     parser.addoption("--bench-threads", default=None,

@@ -114,6 +114,9 @@ def main(argv=None):
     s.add_argument("model", choices=models.MODELS)
     s.add_argument("--num-classes", type=int, default=None)
     a = p.parse_args(argv)
+    if a.cmd in ("train", "bench"):  # this process is ours: keep freed activations mapped
+        from . import keep_freed_memory
+        keep_freed_memory()
     if getattr(a, "threads", None):
         from . import set_num_threads
         set_num_threads(a.threads)
