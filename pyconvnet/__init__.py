@@ -30,9 +30,10 @@ def keep_freed_memory(trim_mb=256):
 
     A training step allocates its activations and gradients afresh (megabytes for LeNet-5 at
     batch 64). With glibc's defaults most of that memory goes back to the OS when freed and is
-    faulted in again, page by page, the next step: about 500 page faults a step for LeNet-5,
-    a third of its step time on a 2-core machine. This raises the size below which blocks come
-    from the heap to 32 MiB and lets up to `trim_mb` MiB of free heap stay mapped. It is a
+    faulted in again, page by page, the next step: about 550 page faults a step for LeNet-5,
+    a fifth to a quarter of its step time on a 2-core machine. This raises the size below
+    which blocks come from the heap to 32 MiB and lets up to `trim_mb` MiB of free heap stay
+    mapped. It is a
     process-wide setting, so `pyconvnet train` and `pyconvnet bench` call it for their own
     process and the library never does it on import. Returns False (and changes nothing) where
     the C library is not glibc."""
