@@ -19,7 +19,7 @@ try:
     import pyconvnet
 except ImportError:  # run from a source checkout without an install: use the checkout's package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import pyconvnet
+    import pyconvnet  # noqa: F401
 from pyconvnet import nn
 
 BATCH = 16

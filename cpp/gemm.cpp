@@ -10,12 +10,12 @@
 
 namespace pcn {
 
-// Thin products: C (M, N) = alpha op(A) B + beta C with B (K, N) row-major, few rows (M <= 16)
-// and many columns, as a small convolution's forward (6 x 25 times 25 x 50,000 for LeNet's
-// conv1). OpenBLAS packs B whole first, which costs more than the arithmetic there. This kernel
-// streams B in 16-column strips (a strip stays in L1 while each 6-row block of C takes it) and
-// keeps a 6 x 16 tile of C in registers. (Reading B in 256-column chunks instead measured no
-// faster on LeNet's conv2.)
+// Thin products: C (M, N) = alpha op(A) B + beta C with B (K, N) row-major, few rows (M <= 16),
+// a short K (<= 256) and many columns, as a small convolution's forward (6 x 25 times 25 x 50,000
+// for LeNet's conv1). OpenBLAS packs B whole first, which costs more than the arithmetic there.
+// This kernel streams B in 16-column strips (a strip, K x 16 floats, stays in L1 while each 6-row
+// block of C takes it) and keeps a 6 x 16 tile of C in registers. (Reading B in 256-column chunks
+// instead measured no faster on LeNet's conv2.)
 constexpr int kTileM = 6, kTileN = 16;
 
 // 8 floats in a vector register (AVX with -march=x86-64-v3; GCC/Clang vector extensions, so other
@@ -80,7 +80,7 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
       for (int j = 0; j < N; ++j) C[(int64_t)i * ldc + j] = beta == 0.f ? 0.f : beta * C[(int64_t)i * ldc + j];
     return;
   }
-  if (!tb && M <= 16 && K <= 1024 && N >= 256) {
+  if (!tb && M <= 16 && K <= 256 && N >= 256) {  // K <= 256: a strip of B fits in L1
     if (ta) thin_gemm<true>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else thin_gemm<false>(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
