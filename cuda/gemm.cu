@@ -219,10 +219,10 @@ void sgemm_ours(bool ta, bool tb, int M, int N, int K, float alpha, const float*
                 int64_t sA, const float* B, int ldb, int64_t sB, float beta, float* C, int ldc,
                 int64_t sC, int batch) {
   const int sms = sm_count();
-  const int64_t tiles128 = (int64_t)((M + 127) / 128) * ((N + 127) / 128);
+  const int64_t tiles128 = (((int64_t)M + 127) / 128) * (((int64_t)N + 127) / 128);  // no int overflow
   const bool big = tiles128 * batch >= sms;
   const int BMN = big ? 128 : 64;
-  const int gy = (M + BMN - 1) / BMN, gx = (N + BMN - 1) / BMN;
+  const int gy = (int)(((int64_t)M + BMN - 1) / BMN), gx = (int)(((int64_t)N + BMN - 1) / BMN);
   if (gy > 65535) throw std::runtime_error("sgemm: M = " + std::to_string(M) + " is too large");
   const int64_t tiles = (int64_t)gx * gy;
   // Split K when the tiles leave the GPU half idle, keeping at least 256 of K per split.
