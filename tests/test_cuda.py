@@ -185,6 +185,19 @@ def test_sim_checkpoints_cross_devices(sim, tmp_path):
     assert np.array_equal(back.model.flat_params.numpy(), on_cpu.model.flat_params)
 
 
+def test_sim_load_state_dict_takes_device_arrays(sim, rng):
+    """Device arrays load as they are, into a model on either device (no np.asarray on them)."""
+    src = models.lenet5()
+    dev_state = {k: cuda.asarray(v) for k, v in src.state_dict().items()}
+    for device in ("cpu", "cuda"):
+        m = models.lenet5()
+        nn.init.seed(1)
+        m.to(device)
+        m.load_state_dict(dev_state)
+        for k, v in m.state_dict().items():
+            np.testing.assert_array_equal(v, src.state_dict()[k], err_msg=f"{k} on {device}")
+
+
 def test_sim_model_to_and_back(sim, rng):
     m = models.lenet5()
     x = randn(rng, 2, 1, 28, 28)

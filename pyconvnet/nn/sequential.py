@@ -127,7 +127,10 @@ class Sequential(Module):
             raise ValueError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for n, p in params.items():
             v = state[n]
-            v = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+            if hasattr(v, "detach"):            # a torch tensor
+                v = v.detach().cpu().numpy()
+            elif not ops.cuda.is_device_array(v):  # device arrays are copied as they are
+                v = np.asarray(v)
             if v.shape != p.shape:
                 raise ValueError(f"load_state_dict: {n} has shape {v.shape}, expected {p.shape}")
             ops.copyto(p, v)
