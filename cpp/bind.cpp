@@ -85,13 +85,8 @@ PYBIND11_MODULE(_core, m) {
     linear_backward(dxp, dwp, dbp, dyp, xp, wp, N, IN, OUT);
   });
 
-  // Pooling: x (N, C, H, W) -> y (N, C, OH, OW); padding at most half the window (as PyTorch).
-  auto pool_geom = [](const char* op, const py::array& x, Pair k, Pair s, Pair p) {
-    Geom g = geom(op, x, k, s, p);
-    if (2 * g.PH > g.KH || 2 * g.PW > g.KW) fail(op, "padding must be at most half the kernel size");
-    return g;
-  };
-  m.def("maxpool2d_forward", [pool_geom](const py::array& y, const py::array& argmax, const py::array& x, Pair k, Pair s, Pair p) {
+  // Pooling: x (N, C, H, W) -> y (N, C, OH, OW); pool_geom allows padding up to half the window.
+  m.def("maxpool2d_forward", [](const py::array& y, const py::array& argmax, const py::array& x, Pair k, Pair s, Pair p) {
     const char* op = "maxpool2d_forward";
     Geom g = pool_geom(op, x, k, s, p);
     Shape ys = out_shape(x, g.C, g);
@@ -100,7 +95,7 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     maxpool2d_forward(yp, ap, xp, (int)x.shape(0), g);
   });
-  m.def("maxpool2d_backward", [pool_geom](const py::array& dx, const py::array& dy, const py::array& argmax, Pair k, Pair s, Pair p) {
+  m.def("maxpool2d_backward", [](const py::array& dx, const py::array& dy, const py::array& argmax, Pair k, Pair s, Pair p) {
     const char* op = "maxpool2d_backward";
     Geom g = pool_geom(op, dx, k, s, p);
     Shape ys = out_shape(dx, g.C, g);
@@ -111,14 +106,14 @@ PYBIND11_MODULE(_core, m) {
     py::gil_scoped_release nogil;
     maxpool2d_backward(dxp, dyp, ap, (int)dx.shape(0), g);
   });
-  m.def("avgpool2d_forward", [pool_geom](const py::array& y, const py::array& x, Pair k, Pair s, Pair p) {
+  m.def("avgpool2d_forward", [](const py::array& y, const py::array& x, Pair k, Pair s, Pair p) {
     const char* op = "avgpool2d_forward";
     Geom g = pool_geom(op, x, k, s, p);
     float* yp = out<float>(y, op, "y", out_shape(x, g.C, g)); const float* xp = ptr<float>(x, op, "x");
     py::gil_scoped_release nogil;
     avgpool2d_forward(yp, xp, (int)x.shape(0), g);
   });
-  m.def("avgpool2d_backward", [pool_geom](const py::array& dx, const py::array& dy, Pair k, Pair s, Pair p) {
+  m.def("avgpool2d_backward", [](const py::array& dx, const py::array& dy, Pair k, Pair s, Pair p) {
     const char* op = "avgpool2d_backward";
     Geom g = pool_geom(op, dx, k, s, p);
     float* dxp = out<float>(dx, op, "dx", shape(dx)); const float* dyp = ptr<float>(dy, op, "dy", out_shape(dx, g.C, g));

@@ -5,8 +5,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <cuda_runtime.h>
-#include <sstream>
 #include "array.h"
+#include "check_shapes.h"
 #include "common.cuh"
 #include "dlpack.h"
 #include "ops.cuh"
@@ -14,6 +14,7 @@
 namespace py = pybind11;
 using namespace pcn::cuda;
 using Shape = std::vector<int64_t>;
+using pcn::checks::str;  // a shape as Python prints it
 
 namespace {
 
@@ -32,13 +33,6 @@ DType to_dtype(const py::object& obj) {
 }
 py::dtype np_dtype(DType t) { return py::dtype(dtype_name(t)); }
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream o;
-  o << "(";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << (s.size() == 1 ? ",)" : ")");
-  return o.str();
-}
 py::tuple shape_tuple(const Shape& s) {
   py::tuple t(s.size());
   for (size_t i = 0; i < s.size(); ++i) t[i] = py::int_(s[i]);
@@ -55,7 +49,7 @@ Shape resolve(Shape s, int64_t size, const Shape& from) {
   int64_t known = 1;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == -1 && infer < 0) infer = (int)i;
-    else if (s[i] < 0) throw py::value_error("reshape: bad dimension in " + shape_str(s));
+    else if (s[i] < 0) throw py::value_error("reshape: bad dimension in " + str(s));
     else known *= s[i];
   }
   if (infer >= 0 && known > 0 && size % known == 0) s[infer] = size / known;
@@ -63,7 +57,7 @@ Shape resolve(Shape s, int64_t size, const Shape& from) {
   int64_t n = 1;
   for (int64_t d : s) n *= d;
   if (n != size || (infer >= 0 && s[infer] < 0))
-    throw py::value_error("cannot reshape array of shape " + shape_str(from) + " into shape " + shape_str(s));
+    throw py::value_error("cannot reshape array of shape " + str(from) + " into shape " + str(s));
   return s;
 }
 
@@ -133,7 +127,7 @@ py::array host_array(const py::object& obj, const py::object& dtype) {
 void copy_from(const DeviceArray& a, const py::object& src) {
   if (py::isinstance<DeviceArray>(src)) {
     const DeviceArray& s = src.cast<const DeviceArray&>();
-    if (s.shape != a.shape) throw py::value_error("copy_from: source has shape " + shape_str(s.shape) + ", expected " + shape_str(a.shape));
+    if (s.shape != a.shape) throw py::value_error("copy_from: source has shape " + str(s.shape) + ", expected " + str(a.shape));
     if (s.dtype != a.dtype) throw py::type_error(std::string("copy_from: source has dtype ") + dtype_name(s.dtype) + ", expected " + dtype_name(a.dtype));
     copy_d2d(a, s);
     return;
@@ -141,7 +135,7 @@ void copy_from(const DeviceArray& a, const py::object& src) {
   // np.asarray(order="C"), not np.ascontiguousarray: that one turns 0-d input into shape (1,)
   py::array h = host_array(src, np_dtype(a.dtype));
   Shape hs(h.shape(), h.shape() + h.ndim());
-  if (hs != a.shape) throw py::value_error("copy_from: source has shape " + shape_str(hs) + ", expected " + shape_str(a.shape));
+  if (hs != a.shape) throw py::value_error("copy_from: source has shape " + str(hs) + ", expected " + str(a.shape));
   const void* p = h.data();
   py::gil_scoped_release nogil;
   copy_h2d(a, p);
@@ -181,7 +175,7 @@ py::dict cuda_array_interface(const DeviceArray& a) {
 
 const DeviceArray& scalar(const DeviceArray& a, const char* what) {
   if (a.size() != 1)
-    throw py::type_error(std::string("only a device array of one element converts to ") + what + ", got shape " + shape_str(a.shape));
+    throw py::type_error(std::string("only a device array of one element converts to ") + what + ", got shape " + str(a.shape));
   return a;
 }
 
@@ -240,7 +234,7 @@ void bind_array(py::module_& m) {
            py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(), py::arg("copy") = py::none())
       .def("__dlpack_device__", [](const DeviceArray&) { return py::make_tuple(kDLCUDA, current_device()); })
       .def("__repr__", [](const DeviceArray& a) {
-        return "DeviceArray(shape=" + shape_str(a.shape) + ", dtype=" + dtype_name(a.dtype) + ", device='cuda')";
+        return "DeviceArray(shape=" + str(a.shape) + ", dtype=" + dtype_name(a.dtype) + ", device='cuda')";
       });
 
   m.def("empty", [](const py::handle& shape, const py::object& dtype) { return empty(to_shape(shape), to_dtype(dtype)); },
