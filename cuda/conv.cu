@@ -7,48 +7,11 @@
 // are one batched GEMM. P = OH*OW, Kg = C/groups*KH*KW, OCg = OC/groups.
 #include "common.cuh"
 #include "ops.cuh"
+#include "patches.cuh"  // gather_patches<true> is im2col, scatter_patches<true> col2im
 
 namespace pcn {
 namespace cuda {
 namespace {
-
-// col[k][i*P + p] = x[n0 + i] at the input pixel of patch p, tap k (0 in the padding).
-__global__ void im2col_chunk(float* col, const float* x, int n0, int nb, Geom g) {
-  const int P = g.OH * g.OW;
-  const int64_t total = (int64_t)g.C * g.KH * g.KW * nb * P;
-  PCN_GRID_LOOP(i, total) {
-    const int p = (int)(i % P);
-    const int64_t t = i / P;
-    const int img = (int)(t % nb), k = (int)(t / nb);
-    col[i] = patch_pixel(x + (int64_t)(n0 + img) * g.C * g.H * g.W, k, p / g.OW, p % g.OW, g);
-  }
-}
-
-// dx[n0 + i] (C, H, W) = the sum of the col entries that im2col_chunk copied from each pixel
-// (one thread per pixel: a gather, so nothing races; taps in the CPU's kh, kw order).
-__global__ void col2im_chunk(float* dx, const float* col, int n0, int nb, Geom g) {
-  const int P = g.OH * g.OW;
-  const int64_t nbP = (int64_t)nb * P, total = (int64_t)nb * g.C * g.H * g.W;
-  PCN_GRID_LOOP(i, total) {
-    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
-    const int64_t t = i / ((int64_t)g.H * g.W);
-    const int c = (int)(t % g.C), img = (int)(t / g.C);
-    const int hp = h + g.PH, wp = w + g.PW;
-    int oh0, oh1, ow0, ow1;
-    covering_outputs(hp, g.KH, g.SH, g.OH, oh0, oh1);
-    covering_outputs(wp, g.KW, g.SW, g.OW, ow0, ow1);
-    float s = 0.f;
-    for (int oh = oh1 - 1; oh >= oh0; --oh) {      // kh = hp - oh*SH ascending
-      const int kh = hp - oh * g.SH;
-      for (int ow = ow1 - 1; ow >= ow0; --ow) {    // kw ascending
-        const int kw = wp - ow * g.SW;
-        const int64_t k = ((int64_t)c * g.KH + kh) * g.KW + kw;
-        s += col[k * nbP + (int64_t)img * P + oh * g.OW + ow];
-      }
-    }
-    dx[(int64_t)n0 * g.C * g.H * g.W + i] = s;
-  }
-}
 
 // y[n0 + i] (OC, P) = yT[:, i*P : (i+1)*P] + b
 __global__ void untranspose_bias(float* y, const float* yT, const float* b, int n0, int nb, int OC, int P) {
@@ -131,8 +94,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* b, in
     float* col = ws;                                   // (C*KH*KW, nb*P)
     float* yT = ws + (int64_t)g.C * g.KH * g.KW * nbP; // (OC, nb*P)
     const int64_t ncol = (int64_t)g.C * g.KH * g.KW * nbP, ny = (int64_t)nb * OC * P;
-    im2col_chunk<<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
-    CUDA_LAUNCH_CHECK("im2col_chunk");
+    gather_patches<true><<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
+    CUDA_LAUNCH_CHECK("gather_patches");
     sgemm_batched(false, false, OCg, nbP, Kg, 1.f, w, Kg, (int64_t)OCg * Kg, col, nbP,
                   (int64_t)Kg * nbP, 0.f, yT, nbP, (int64_t)OCg * nbP, groups);
     untranspose_bias<<<blocks_for(ny), kThreads>>>(y, yT, b, n0, nb, OC, P);
@@ -164,8 +127,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
     transpose_chunk<<<blocks_for(ny), kThreads>>>(dyT, dy, n0, nb, OC, P);
     CUDA_LAUNCH_CHECK("transpose_chunk");
     if (dw) {
-      im2col_chunk<<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
-      CUDA_LAUNCH_CHECK("im2col_chunk");
+      gather_patches<true><<<blocks_for(ncol), kThreads>>>(col, x, n0, nb, g);
+      CUDA_LAUNCH_CHECK("gather_patches");
       sgemm_batched(false, true, OCg, Kg, nbP, 1.f, dyT, nbP, (int64_t)OCg * nbP, col, nbP,
                     (int64_t)Kg * nbP, 1.f, dw, Kg, (int64_t)OCg * Kg, groups);
     }
@@ -173,8 +136,8 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
       sgemm_batched(true, false, Kg, nbP, OCg, 1.f, w, Kg, (int64_t)OCg * Kg, dyT, nbP,
                     (int64_t)OCg * nbP, 0.f, col, nbP, (int64_t)Kg * nbP, groups);
       const int64_t nx = (int64_t)nb * g.C * g.H * g.W;
-      col2im_chunk<<<blocks_for(nx), kThreads>>>(dx, col, n0, nb, g);
-      CUDA_LAUNCH_CHECK("col2im_chunk");
+      scatter_patches<true><<<blocks_for(nx), kThreads>>>(dx, col, n0, nb, g);
+      CUDA_LAUNCH_CHECK("scatter_patches");
     }
   }
 }

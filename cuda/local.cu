@@ -5,45 +5,11 @@
 //   backward  dw[l] += dY[l]^T @ cols[l];  cols[l] = dY[l] @ w[l];  dx = gather(cols)
 #include "common.cuh"
 #include "ops.cuh"
+#include "patches.cuh"
 
 namespace pcn {
 namespace cuda {
 namespace {
-
-// cols[l][i][k] = x[n0 + i] patch at l (0 in the padding)
-__global__ void gather_patches(float* cols, const float* x, int n0, int nb, Geom g) {
-  const int K = g.C * g.KH * g.KW;
-  const int64_t total = (int64_t)g.OH * g.OW * nb * K;
-  PCN_GRID_LOOP(i, total) {
-    const int k = (int)(i % K);
-    const int64_t t = i / K;
-    const int img = (int)(t % nb), l = (int)(t / nb);
-    cols[i] = patch_pixel(x + (int64_t)(n0 + img) * g.C * g.H * g.W, k, l / g.OW, l % g.OW, g);
-  }
-}
-
-// dx[n0 + i] = the sum over locations of dcols entries taken from each pixel (a gather; the
-// locations in ascending order, as the CPU adds them).
-__global__ void scatter_patches(float* dx, const float* dcols, int n0, int nb, Geom g) {
-  const int K = g.C * g.KH * g.KW;
-  const int64_t total = (int64_t)nb * g.C * g.H * g.W;
-  PCN_GRID_LOOP(i, total) {
-    const int w = (int)(i % g.W), h = (int)(i / g.W % g.H);
-    const int64_t t = i / ((int64_t)g.H * g.W);
-    const int c = (int)(t % g.C), img = (int)(t / g.C);
-    const int hp = h + g.PH, wp = w + g.PW;
-    int oh0, oh1, ow0, ow1;
-    covering_outputs(hp, g.KH, g.SH, g.OH, oh0, oh1);
-    covering_outputs(wp, g.KW, g.SW, g.OW, ow0, ow1);
-    float s = 0.f;
-    for (int oh = oh0; oh < oh1; ++oh)
-      for (int ow = ow0; ow < ow1; ++ow) {
-        const int l = oh * g.OW + ow, kh = hp - oh * g.SH, kw = wp - ow * g.SW;
-        s += dcols[((int64_t)l * nb + img) * K + (c * g.KH + kh) * g.KW + kw];
-      }
-    dx[(int64_t)n0 * g.C * g.H * g.W + i] = s;
-  }
-}
 
 // y[n0 + i][oc][l] = Y[l][i][oc] + b[oc][l]
 __global__ void scatter_outputs(float* y, const float* Y, const float* b, int n0, int nb, int OC, int P) {
@@ -96,7 +62,7 @@ void local2d_forward(float* y, const float* x, const float* w, const float* b, i
     float* cols = ws;                         // (P, nb, K)
     float* Y = ws + (int64_t)P * nb * K;      // (P, nb, OC)
     const int64_t ncol = (int64_t)P * nb * K, ny = (int64_t)nb * OC * P;
-    gather_patches<<<blocks_for(ncol), kThreads>>>(cols, x, n0, nb, g);
+    gather_patches<false><<<blocks_for(ncol), kThreads>>>(cols, x, n0, nb, g);
     CUDA_LAUNCH_CHECK("gather_patches");
     sgemm_batched(false, true, nb, OC, K, 1.f, cols, K, (int64_t)nb * K, w, K, (int64_t)OC * K,
                   0.f, Y, OC, (int64_t)nb * OC, P);
@@ -122,7 +88,7 @@ void local2d_backward(float* dx, float* dw, float* db, const float* dy, const fl
     gather_outputs<<<blocks_for(ny), kThreads>>>(dY, dy, n0, nb, OC, P);
     CUDA_LAUNCH_CHECK("gather_outputs");
     if (dw) {
-      gather_patches<<<blocks_for(ncol), kThreads>>>(cols, x, n0, nb, g);
+      gather_patches<false><<<blocks_for(ncol), kThreads>>>(cols, x, n0, nb, g);
       CUDA_LAUNCH_CHECK("gather_patches");
       sgemm_batched(true, false, OC, K, nb, 1.f, dY, OC, (int64_t)nb * OC, cols, K, (int64_t)nb * K,
                     1.f, dw, K, (int64_t)OC * K, P);
@@ -131,7 +97,7 @@ void local2d_backward(float* dx, float* dw, float* db, const float* dy, const fl
       sgemm_batched(false, false, nb, K, OC, 1.f, dY, OC, (int64_t)nb * OC, w, K, (int64_t)OC * K,
                     0.f, cols, K, (int64_t)nb * K, P);
       const int64_t nx = (int64_t)nb * g.C * g.H * g.W;
-      scatter_patches<<<blocks_for(nx), kThreads>>>(dx, cols, n0, nb, g);
+      scatter_patches<false><<<blocks_for(nx), kThreads>>>(dx, cols, n0, nb, g);
       CUDA_LAUNCH_CHECK("scatter_patches");
     }
   }

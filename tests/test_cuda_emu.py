@@ -107,7 +107,8 @@ def build(out):
                        capture_output=True, text=True, check=False)
     if r.returncode:
         pytest.skip(f"{cxx} cannot build C++20 <barrier> with OpenMP: {r.stderr.strip()[:300]}")
-    (src / "common.cuh").write_text(transform(CUDA / "common.cuh"))
+    for h in sorted(CUDA.glob("*.cuh")):  # headers with kernels (patches.cuh) or helpers
+        (src / h.name).write_text(transform(h))
     units = []
     for cu in sorted(CUDA.glob("*.cu")):
         units.append(src / f"{cu.stem}.cu.cpp")
