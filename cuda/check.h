@@ -46,11 +46,14 @@ template <class T>
 T* opt(py::handle h, const char* op, const char* name, const Shape& want) {
   return h.is_none() ? nullptr : ptr<T>(h, op, name, want);
 }
+// Kernels may read the workspace as float4 or double: it must start 16-byte aligned (a fresh
+// device array does; a view at an odd offset is refused).
 inline float* workspace(py::handle ws, int64_t need, const char* op) {
   float* p = ptr<float>(ws, op, "workspace");
   const int64_t have = arr(ws, op, "workspace").size();
   if (have < need)
     fail(op, "workspace holds " + std::to_string(have) + " floats, needs at least " + std::to_string(need));
+  if (reinterpret_cast<uintptr_t>(p) % 16) fail(op, "workspace must start 16-byte aligned");
   return p;
 }
 

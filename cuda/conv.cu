@@ -79,10 +79,10 @@ int chunk_images(int N, const Geom& g, int OC, int64_t ws_floats) {
 }  // namespace
 
 // Backward reuses col for dcol and yT for dyT; the bias gradient's partial sums (at least OC
-// doubles, 8-byte aligned) use the same room before them.
+// doubles) use the same room before them.
 int64_t conv2d_slot_floats(const Geom& g, int OC) {
   const int64_t P = (int64_t)g.OH * g.OW;
-  return std::max<int64_t>({1, 2 * (int64_t)OC + 1, ((int64_t)g.C * g.KH * g.KW + OC) * P});
+  return std::max<int64_t>({1, 2 * (int64_t)OC, ((int64_t)g.C * g.KH * g.KW + OC) * P});
 }
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
@@ -107,11 +107,10 @@ void conv2d_backward(float* dx, float* dw, float* db, const float* dy, const flo
                      const float* w, int N, const Geom& g, int OC, int groups, float* ws,
                      int64_t ws_floats) {
   const int P = g.OH * g.OW, OCg = OC / groups, Kg = g.C / groups * g.KH * g.KW;
-  if (db && OC > 0) {  // the partial sums borrow the workspace (slot >= 2*OC + 1 floats)
-    const bool odd = reinterpret_cast<uintptr_t>(ws) % 8 != 0;  // a view at an odd float offset
-    double* part = reinterpret_cast<double*>(ws + odd);
+  if (db && OC > 0) {  // the partial sums borrow the workspace (16-byte aligned, >= 2*OC floats)
+    double* part = reinterpret_cast<double*>(ws);
     const int S = (int)std::max<int64_t>(1, std::min<int64_t>({(4 * sm_count() + OC - 1) / OC,
-                                                                std::max(N, 1), (ws_floats - odd) / (2 * OC)}));
+                                                                std::max(N, 1), ws_floats / (2 * OC)}));
     bias_grad_part<<<dim3(OC, S), kThreads>>>(part, dy, N, OC, P, S);
     CUDA_LAUNCH_CHECK("bias_grad_part");
     bias_grad_sum<<<blocks_for(OC), kThreads>>>(db, part, OC, S);

@@ -28,7 +28,7 @@ void set_gemm_backend(const std::string& name);                       // throws 
 
 // conv.cu: a chunk of nb images at a time: col (C*KH*KW, nb*OH*OW) and the output transposed
 // (OC, nb*OH*OW), so each group is ONE GEMM over the chunk. CUDA: slot = max((C*KH*KW + OC) * OH*OW,
-// 2*OC + 1) (the bias gradient's partial sums borrow the workspace).
+// 2*OC) (the bias gradient's partial sums borrow the workspace, which is 16-byte aligned).
 int64_t conv2d_slot_floats(const Geom& g, int OC);
 void conv2d_forward(float* y, const float* x, const float* w, const float* b, int N, const Geom& g,
                     int OC, int groups, float* ws, int64_t ws_floats);

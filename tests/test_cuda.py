@@ -535,6 +535,8 @@ def test_bad_input_gets_the_same_errors(rng):
     _same_error(lambda: _core.conv2d_forward(y, x, w3, b, (1, 1), (0, 0), 1, ws[:3]),  # workspace
                 lambda: cuda._cuda.conv2d_forward(Y, X, cuda.asarray(w3), B, (1, 1), (0, 0), 1, WS[:3]),
                 upto=len("conv2d_forward: workspace holds 3 floats, needs at least"))  # slots differ
+    with pytest.raises(ValueError, match="workspace must start 16-byte aligned"):  # CUDA only
+        cuda._cuda.conv2d_forward(Y, X, cuda.asarray(w3), B, (1, 1), (0, 0), 1, WS[1:])
     _same_error(lambda: _core.relu_forward(np.empty(3, F32), x.astype(np.float64)),    # dtype
                 lambda: cuda._cuda.relu_forward(cuda.empty(3), cuda.asarray(x.astype(np.float64))))
     _same_error(lambda: _core.maxpool2d_forward(y, y.astype(np.int32), x, (2, 2), (1, 1), (2, 2)),
