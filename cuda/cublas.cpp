@@ -12,6 +12,7 @@ namespace {
 
 using create_fn = int (*)(void**);
 using set_stream_fn = int (*)(void*, cudaStream_t);
+using destroy_fn = int (*)(void*);
 
 struct State {
   std::mutex mu;
@@ -34,9 +35,10 @@ std::string try_load(State& s, const std::string& name) {
   }
   auto create = reinterpret_cast<create_fn>(dlsym(lib, "cublasCreate_v2"));
   auto set_stream = reinterpret_cast<set_stream_fn>(dlsym(lib, "cublasSetStream_v2"));
+  auto destroy = reinterpret_cast<destroy_fn>(dlsym(lib, "cublasDestroy_v2"));
   auto gemm = reinterpret_cast<cublas_sgemm_fn>(dlsym(lib, "cublasSgemm_v2"));
   auto batched = reinterpret_cast<cublas_sgemm_batched_fn>(dlsym(lib, "cublasSgemmStridedBatched"));
-  if (!create || !set_stream || !gemm || !batched) {
+  if (!create || !set_stream || !destroy || !gemm || !batched) {
     dlclose(lib);
     return name + ": a cuBLAS v2 symbol is missing";
   }
@@ -46,7 +48,11 @@ std::string try_load(State& s, const std::string& name) {
     dlclose(lib);
     return name + ": cublasCreate_v2 failed with status " + std::to_string(st);
   }
-  if ((st = set_stream(h, 0)) != 0) return name + ": cublasSetStream_v2 failed with status " + std::to_string(st);
+  if ((st = set_stream(h, 0)) != 0) {  // the handle and the library go: the next candidate may work
+    destroy(h);
+    dlclose(lib);
+    return name + ": cublasSetStream_v2 failed with status " + std::to_string(st);
+  }
   s.lib = lib;
   s.api = CublasApi{h, gemm, batched};
   s.use = true;  // cuBLAS is the default once it loads
