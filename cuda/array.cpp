@@ -1,6 +1,7 @@
 // The caching allocator, the device check and the copies behind pyconvnet.cuda's arrays.
 #include "array.h"
 #include <cuda_runtime.h>
+#include <cstring>
 #include <mutex>
 #include <unordered_map>
 #include "common.cuh"
@@ -200,10 +201,56 @@ void copy_d2d(const DeviceArray& dst, const DeviceArray& src) {
     CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), dst.nbytes(), cudaMemcpyDeviceToDevice, 0));
 }
 
-// Pageable host memory: cudaMemcpy returns once the source may be reused, ordered after the work
-// queued before it on the default stream.
+// Host to device through pinned staging, so that the host need not wait for the GPU: cudaMemcpy
+// from pageable memory first waits for the work queued before it, so a training loop's batch
+// upload stalled until the previous step had finished, and the next step's launches could not
+// overlap it. The source is copied into one of two pinned buffers and the upload is queued
+// asynchronously on the stream (ordered after the work before it, as before); a buffer is reused
+// once its previous upload has finished (its event), so two uploads can be in flight. Returns
+// once `src` may be reused, as cudaMemcpy does. The buffers grow to the largest staged upload;
+// bigger ones (one-off weight uploads: AlexNet's parameters are 244 MB) go through cudaMemcpy,
+// so staging holds at most 2 x 128 MiB (AlexNet's batch of 128 is 79 MB).
+namespace {
+constexpr size_t kMaxStaged = size_t(128) << 20;
+struct Staging {
+  struct Slot {
+    void* host = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t done = nullptr;  // recorded after the slot's last upload
+  };
+  std::mutex mu;
+  Slot slot[2];
+  int next = 0;
+};
+Staging& staging() {
+  static Staging* s = new Staging;  // never destroyed: no CUDA calls during exit
+  return *s;
+}
+}  // namespace
+
 void copy_h2d(const DeviceArray& dst, const void* src) {
-  if (dst.nbytes()) CUDA_CHECK(cudaMemcpy(dst.data(), src, dst.nbytes(), cudaMemcpyHostToDevice));
+  const size_t n = dst.nbytes();
+  if (!n) return;
+  if (n > kMaxStaged) {
+    CUDA_CHECK(cudaMemcpy(dst.data(), src, n, cudaMemcpyHostToDevice));
+    return;
+  }
+  Staging& st = staging();
+  std::lock_guard<std::mutex> lock(st.mu);
+  Staging::Slot& s = st.slot[st.next];
+  st.next ^= 1;
+  if (!s.done) CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventSynchronize(s.done));  // the slot's previous upload has finished
+  if (s.bytes < n) {
+    if (s.host) CUDA_CHECK(cudaFreeHost(s.host));
+    s.host = nullptr;
+    s.bytes = 0;
+    CUDA_CHECK(cudaHostAlloc(&s.host, n, cudaHostAllocDefault));
+    s.bytes = n;
+  }
+  std::memcpy(s.host, src, n);
+  CUDA_CHECK(cudaMemcpyAsync(dst.data(), s.host, n, cudaMemcpyHostToDevice, 0));
+  CUDA_CHECK(cudaEventRecord(s.done, 0));
 }
 
 void copy_d2h(void* dst, const DeviceArray& src) {

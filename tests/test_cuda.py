@@ -259,6 +259,26 @@ def test_device_array_basics(rng):
 
 
 @GPU
+def test_uploads_in_flight_keep_their_data(rng):
+    # Uploads go through two pinned buffers without waiting for the GPU: many back to back, of
+    # growing and shrinking sizes, each followed by a kernel that reads it and with the host
+    # array overwritten at once (the copy must have taken it), must all arrive intact; one above
+    # the staging limit (128 MiB) takes the synchronous path.
+    host = np.empty(1 << 20, F32)
+    sent, outs = [], []
+    for i, n in enumerate([10, 1 << 20, 3, 5000, 1 << 19, 1 << 20, 7, 1 << 20]):
+        host[:n] = rng.standard_normal(n, dtype=F32)
+        sent.append(host[:n].copy())
+        a = cuda.asarray(host[:n])
+        host[:n] = np.nan
+        outs.append(ops.relu_forward(a))
+    for s, o in zip(sent, outs):
+        assert np.array_equal(o.numpy(), np.maximum(s, 0))
+    big = np.arange((129 << 20) // 4, dtype=F32)
+    assert np.array_equal(cuda.asarray(big).numpy()[-5:], big[-5:])
+
+
+@GPU
 def test_cuda_array_interface_and_dlpack():
     a = cuda.asarray(np.arange(12, dtype=F32).reshape(3, 4))
     cai = a.__cuda_array_interface__
