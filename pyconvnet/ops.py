@@ -57,7 +57,8 @@ def backend(*arrays):
 def to_device(a, device):
     """a on `device` ('cpu' or 'cuda'): a itself when it is there already, else a copy."""
     if device == "cpu":
-        return a.numpy() if cuda.is_device_array(a) else np.ascontiguousarray(a)
+        # np.asarray(order="C"), not np.ascontiguousarray, which turns a 0-d array into shape (1,)
+        return a.numpy() if cuda.is_device_array(a) else np.asarray(a, order="C")
     if device == "cuda":
         return cuda.asarray(a)
     raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")

@@ -10,6 +10,24 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+
+def _load_emulated_cuda(path, cublas):
+    """PYCONVNET_TEST_CUDA_MODULE=path: that build of _cuda (test_cuda_emu.py's, against the host
+    emulation of CUDA) stands in for pyconvnet._cuda, so the GPU tests run without a GPU; with
+    PYCONVNET_TEST_CUBLAS=path, its cuBLAS backend is that library (the reference cuBLAS)."""
+    import importlib.util
+    import sys
+    spec = importlib.util.spec_from_file_location("pyconvnet._cuda", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if cublas and module.load_cublas([cublas]):
+        raise RuntimeError(f"{cublas}: {module.load_cublas([cublas])}")
+    sys.modules["pyconvnet._cuda"] = module  # before pyconvnet.cuda imports it
+
+
+if os.environ.get("PYCONVNET_TEST_CUDA_MODULE"):
+    _load_emulated_cuda(os.environ["PYCONVNET_TEST_CUDA_MODULE"], os.environ.get("PYCONVNET_TEST_CUBLAS"))
+
 import pyconvnet  # noqa: E402
 from pyconvnet.nn import init  # noqa: E402
 

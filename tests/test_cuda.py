@@ -47,6 +47,14 @@ def test_is_available_is_a_bool_and_never_raises():
         assert isinstance(why, str) and why
 
 
+def test_to_numpy_keeps_0d_results():
+    # a 0-d host result (the CPU's loss) stays 0-d, as a device scalar's .numpy() does; found when
+    # the GPU tests first ran (on the emulated module) and compared the two
+    assert ops.to_numpy(np.float32(2.5)).shape == () and ops.to_numpy(1.5).shape == ()
+    t = np.zeros((2, 3), F32).T
+    assert ops.to_numpy(t).flags.c_contiguous and ops.to_numpy(t).shape == (3, 2)
+
+
 @NO_GPU
 def test_without_a_gpu_device_arrays_raise_clearly():
     with pytest.raises(RuntimeError, match="CUDA is not available"):
@@ -278,6 +286,24 @@ def test_uploads_in_flight_keep_their_data(rng):
     assert np.array_equal(cuda.asarray(big).numpy()[-5:], big[-5:])
 
 
+def _dltensor(capsule):
+    """(data, (device type, id), shape, strides, (code, bits, lanes)) of a "dltensor" capsule,
+    read with ctypes as a consumer would; the capsule stays unconsumed (its destructor frees it)."""
+    import ctypes
+
+    class DLTensor(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32),
+                    ("ndim", ctypes.c_int32), ("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                    ("lanes", ctypes.c_uint16), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                    ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    t = DLTensor.from_address(get(capsule, b"dltensor"))  # DLManagedTensor starts with its DLTensor
+    return (t.data + t.byte_offset, (t.device_type, t.device_id), tuple(t.shape[:t.ndim]),
+            tuple(t.strides[:t.ndim]), (t.code, t.bits, t.lanes))
+
+
 @GPU
 def test_cuda_array_interface_and_dlpack():
     a = cuda.asarray(np.arange(12, dtype=F32).reshape(3, 4))
@@ -285,7 +311,12 @@ def test_cuda_array_interface_and_dlpack():
     assert cai["version"] == 3 and cai["shape"] == (3, 4) and cai["typestr"] == "<f4"
     assert cai["data"] == (a.ptr, False) and cai["strides"] is None
     assert a.__dlpack_device__() == (2, 0)
+    view = a[1:]
+    data, device, shape, strides, dtype = _dltensor(view.__dlpack__())
+    assert (data, device, shape, strides, dtype) == (a.ptr + 16, (2, 0), (2, 4), (4, 1), (2, 32, 1))
     torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():     # a CPU build of torch (or the emulated device)
+        pytest.skip("torch has no CUDA: the zero-copy exchange with torch is not checked")
     t = torch.from_dlpack(a)              # no copy: same memory
     assert t.device.type == "cuda" and t.data_ptr() == a.ptr and tuple(t.shape) == (3, 4)
     t.mul_(2)

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 #include "cuda_emu.h"
+#include "harness_device.h"
 #include "ops.cuh"
 #include "ops.h"
 
