@@ -4,7 +4,8 @@ OUT/<what>.png (connectivity also OUT/connectivity_accuracy.png).
   ops           the AlexNet layer shapes at batch 16 (bench/alexnet_shapes.py of a source checkout),
                 forward and forward+backward
   models        training steps (forward, loss, backward, SGD step) of LeNet-5 (batch 64, 28x28),
-                alexnet_small (batch 64, 64x64, 100 classes) and AlexNet (batch 16, 227x227)
+                alexnet_small (batch 64, 64x64, 100 classes) and AlexNet (batch 16, 227x227);
+                on the CPU or (--device cuda) the GPU, where PyTorch runs on the GPU too
   connectivity  fully vs locally connected vs convolutional layers (pyconvnet.connectivity): the
                 lecture's worked example, a size series, and MNIST-5k accuracy vs parameters
 
@@ -26,6 +27,7 @@ from .bench_models import TrainStep
 MODEL_BATCH = {"lenet5": 64, "alexnet_small": 64, "alexnet": 16}
 QUICK_MODEL_BATCH = {"lenet5": 16, "alexnet_small": 8}
 MODEL_TARGETS = {"lenet5": 2.0, "alexnet_small": 1.0, "alexnet": 1.0}  # vs torch at 2 threads, reported
+GPU_MODEL_TARGETS = {"alexnet": 0.5}  # vs torch + cuDNN on the same GPU (FP32), reported
 LC_TARGET = 5.0  # locally connected fwd+bwd vs torch unfold + bmm at 2 threads, reported
 QUICK_OPS = ("conv3", "maxpool", "lrn", "softmax_xent")
 TARGET_THREADS = 2
@@ -48,36 +50,41 @@ def add_parser(sub):
 
 
 # ---- timing ------------------------------------------------------------------------------
-def _per_call(fn, calls):
+def _per_call(fn, calls, sync=None):
     t = time.perf_counter()
     for _ in range(calls):
         fn()
+    if sync is not None:  # asynchronous (GPU) calls: the time is the time until they finished
+        sync()
     return (time.perf_counter() - t) / calls
 
 
-def time_interleaved(fns, repeat=5, min_time=0.05):
+def time_interleaved(fns, repeat=5, min_time=0.05, sync=None):
     """Median seconds per call of each fn. After a warm-up call each, samples are taken in turns,
     the order reversed every other round (A B C, C B A, ...), so that load from other processes
     hits all alike; a sample runs back-to-back calls for at least min_time seconds."""
     calls = []
     for fn in fns:
         fn()
-        calls.append(max(1, math.ceil(min_time / max(_per_call(fn, 1), 1e-9))))
+        calls.append(max(1, math.ceil(min_time / max(_per_call(fn, 1, sync), 1e-9))))
     samples = [[] for _ in fns]
     for r in range(repeat):
         for i in (range(len(fns)) if r % 2 == 0 else reversed(range(len(fns)))):
-            samples[i].append(_per_call(fns[i], calls[i]))
+            samples[i].append(_per_call(fns[i], calls[i], sync))
     return [statistics.median(s) for s in samples]
 
 
-def available_devices():
-    """{device: None if these benchmarks can use it, else why not}."""
+def available_devices(what="connectivity"):
+    """{device: None if `pyconvnet bench <what>` can use it, else why not}."""
     try:
         from . import cuda
         why = cuda.why_unavailable()
     except ImportError:
         why = "pyconvnet was built without its CUDA backend (pyconvnet._cuda)"
-    return {"cpu": None, "cuda": why or "the CUDA backend works, but these benchmarks have no GPU rows yet"}
+    if why is None and what != "models":
+        why = (f"`pyconvnet bench {what}` has no GPU rows yet (models has; bench/gpu_check.sh times "
+               "the AlexNet layers on a GPU against cuDNN)")
+    return {"cpu": None, "cuda": why}
 
 
 def _set_threads(n, torch):
@@ -92,23 +99,27 @@ def run_models(a, torch, bar):
     bar.reset(total=len(batches))
     rows = []
     for name, batch in batches.items():
-        case = TrainStep(name, batch)
+        case = TrainStep(name, batch, device=a.device)
         if torch is not None:  # the reference for the check, even without --compare-torch
             case.setup_torch(torch)
         case.check()
         _set_threads(a.threads, torch)
         fns = [case.step] + ([case.torch_step] if a.compare_torch else [])
-        times = time_interleaved(fns, a.repeat, 0.2)
+        times = time_interleaved(fns, a.repeat, 0.2, case.sync)
         row = {"model": name, "batch": batch, "ms": times[0] * 1e3, "images_per_s": batch / times[0],
                "gflops": case.flops / times[0] / 1e9, "checked_against_torch": torch is not None}
         if a.compare_torch:
-            row.update(torch_ms=times[1] * 1e3, torch_images_per_s=batch / times[1], ratio=times[1] / times[0])
-            if a.threads == TARGET_THREADS:
-                row.update(target=MODEL_TARGETS[name], met=row["ratio"] >= MODEL_TARGETS[name])
+            tdev = case.xt.device.type
+            row.update(torch_ms=times[1] * 1e3, torch_images_per_s=batch / times[1], ratio=times[1] / times[0],
+                       torch_device=tdev)
+            target = (GPU_MODEL_TARGETS.get(name) if a.device == tdev == "cuda" else
+                      MODEL_TARGETS[name] if a.device == "cpu" and a.threads == TARGET_THREADS else None)
+            if target:
+                row.update(target=target, met=row["ratio"] >= target)
         rows.append(row)
         del case
         bar.update(1)
-    return {"rows": rows}
+    return {"rows": rows, "torch_device": rows[-1].get("torch_device") if rows else None}
 
 
 # ---- ops: the AlexNet layer shapes of bench/alexnet_shapes.py ------------------------------
@@ -175,7 +186,7 @@ def run_connectivity(a, torch, bar):
 # ---- the command ----------------------------------------------------------------------------
 def cmd_bench(a):
     from tqdm import tqdm
-    reason = available_devices().get(a.device)
+    reason = available_devices(a.what).get(a.device)
     if reason:
         raise SystemExit(f"pyconvnet bench: --device {a.device} is not available: {reason}")
     try:
@@ -225,6 +236,7 @@ def report(result):
     r = result
     head = (f"pyconvnet bench {r['command']} on {r['cpu']}, {r['threads']} threads, {r['device']}; "
             f"load avg {r['load_avg'][0]:.1f} -> {r['load_avg'][1]:.1f}; torch {r['torch'] or 'not installed'}"
+            + (f" on {r['torch_device']}" if r.get("torch_device") else "")
             + ("\nratio = torch time / pyconvnet time (> 1: pyconvnet faster), timed interleaved in one process"
                if r["compare_torch"] else ""))
     if r["command"] == "connectivity":

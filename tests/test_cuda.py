@@ -7,6 +7,8 @@ What runs everywhere: the module and availability checks, and the device-agnosti
 (dispatch, Sequential.to, SGD, the train loop, checkpoints) on a SIMULATED device: arrays that wrap
 numpy but refuse implicit conversion to numpy, served by the _core kernels. It proves that nothing
 in pyconvnet/ converts a device array to numpy behind the user's back."""
+import json
+
 import numpy as np
 import pytest
 
@@ -647,6 +649,17 @@ def test_training_cpu_vs_gpu(name):
     gpu = _steps(build(), "cuda", 5, shape=shape)     # same init, data and dropout masks
     np.testing.assert_allclose(gpu[0], cpu[0], rtol=1e-4)
     assert_close(gpu[1], cpu[1], rtol=1e-3, atol=1e-4)
+
+
+@GPU
+def test_bench_models_on_the_gpu(tmp_path):
+    # each step is checked first (loss, gradients and the SGD update against float64 PyTorch on
+    # the CPU, when torch is installed), then timed with a synchronize before each clock stop
+    cli.main(["bench", "models", "--device", "cuda", "--quick", "--repeat", "1", "--out", str(tmp_path),
+              "--no-progress"])
+    result = json.loads((tmp_path / "models.json").read_text())
+    assert result["device"] == "cuda" and [r["model"] for r in result["rows"]] == ["lenet5", "alexnet_small"]
+    assert all(r["ms"] > 0 and r["images_per_s"] > 0 for r in result["rows"])
 
 
 @GPU
