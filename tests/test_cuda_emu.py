@@ -198,9 +198,10 @@ def test_gpu_tests_pass_on_the_emulated_module(tmp_path):
     pyconvnet._cuda: the bindings, argument checks, device arrays, caching allocator, upload
     staging, training and checkpoints on the device, beside the kernels checked above."""
     lib, cublas = build_module(tmp_path)
+    # cwd: not the checkout, whose pyconvnet/ (no compiled _core) `python -m` would import first
     env = dict(os.environ, PYCONVNET_TEST_CUDA_MODULE=str(lib), PYCONVNET_TEST_CUBLAS=str(cublas))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-                        str(HERE / "test_cuda.py")], cwd=ROOT, env=env, capture_output=True, text=True,
+                        str(HERE / "test_cuda.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=1200, check=False)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-12000:]
