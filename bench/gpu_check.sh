@@ -15,7 +15,9 @@
 #    by parts of pyconvnet that the check does not use.
 # 2. runs tests/test_cuda.py from outside the tree (so that the installed package is imported),
 #    where the CUDA tests run because a device is there;
-# 3. runs bench/gpu_bench.py: every op at the AlexNet shapes (batch 128), the AlexNet training
+# 3. runs `pyconvnet bench models --device cuda --compare-torch` (LeNet-5, alexnet_small and AlexNet
+#    training steps next to PyTorch on the same GPU, each checked first);
+# 4. runs bench/gpu_bench.py: every op at the AlexNet shapes (batch 128), the AlexNet training
 #    step, and SGEMM 4096^3, against PyTorch + cuDNN in FP32 with TF32 off, ratio table last.
 #
 # A failing step does not stop the later ones (each runs under a time limit, so nothing can hang
@@ -76,6 +78,10 @@ timeout 240 "$PY" -m pytest "$ROOT/tests/test_cuda.py" -q -p no:cacheprovider --
   -rfEs --tb=short > "$LOGS/tests.log" 2>&1 || FAILED+=("CUDA tests")
 grep -E "^(FAILED|ERROR)|passed|failed|error" "$LOGS/tests.log" | tail -40
 grep -E "^E  " "$LOGS/tests.log" | head -40
+
+step "training steps: pyconvnet bench models --device cuda --compare-torch"
+timeout 150 "$PY" -m pyconvnet.cli bench models --device cuda --compare-torch --no-progress \
+  --out "$LOGS/models" 2>&1 | tail -12 || FAILED+=("bench models")
 
 step "benchmark"
 timeout 300 "$PY" "$ROOT/bench/gpu_bench.py" --batch 128 --json "$LOGS/bench.json" \
