@@ -639,14 +639,22 @@ def _steps(model, device, k, rng_seed=0, batch=8, shape=(1, 28, 28), classes=10)
 
 
 @GPU
+@pytest.mark.parametrize("backend", ["ours", "cublas"])
 @pytest.mark.parametrize("name", ["lenet5", "alexnet_small"])
-def test_training_cpu_vs_gpu(name):
+def test_training_cpu_vs_gpu(name, backend):
+    if backend == "cublas" and cuda.why_no_cublas():
+        pytest.skip(f"cuBLAS not loadable: {cuda.why_no_cublas()}")
     build = (lambda: models.lenet5()) if name == "lenet5" else (lambda: models.alexnet_small(10, 32))
     shape = (1, 28, 28) if name == "lenet5" else (3, 32, 32)
     nn.init.seed(1)
     cpu = _steps(build(), "cpu", 5, shape=shape)
-    nn.init.seed(1)
-    gpu = _steps(build(), "cuda", 5, shape=shape)     # same init, data and dropout masks
+    was = cuda.gemm_backend()
+    cuda.set_gemm_backend(backend)  # every product of the steps: conv, local and linear
+    try:
+        nn.init.seed(1)
+        gpu = _steps(build(), "cuda", 5, shape=shape)  # same init, data and dropout masks
+    finally:
+        cuda.set_gemm_backend(was)
     np.testing.assert_allclose(gpu[0], cpu[0], rtol=1e-4)
     assert_close(gpu[1], cpu[1], rtol=1e-3, atol=1e-4)
 
