@@ -92,6 +92,34 @@ def find_compiler():
     return None
 
 
+def _run(cmd, what):
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode:
+        raise RuntimeError(f"{what} failed:\n{r.stderr[-6000:]}")
+
+
+def _compile(cxx, flags, units, out):
+    """The object files of units, compiled in parallel into out."""
+    def one(path):
+        obj = out / f"{path.parent.name}_{path.name}.o"
+        _run([cxx, *flags, "-c", str(path), "-o", str(obj)], f"compiling {path}")
+        return obj
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(one, units))
+
+
+def _emulated_sources(src, files):
+    """Writes the emulated cuda/*.cuh and files into src; returns the translation units."""
+    src.mkdir(parents=True, exist_ok=True)
+    for h in sorted(CUDA.glob("*.cuh")):  # headers with kernels (patches.cuh) or helpers
+        (src / h.name).write_text(transform(h))
+    units = [src / f"{f.name}.cpp" for f in files]
+    for f, unit in zip(files, units):
+        unit.write_text(transform(f))
+    return units
+
+
 def build(out):
     """Compiles the harness into out/harness; returns its path, or raises pytest's Skipped."""
     cxx = find_compiler()
@@ -101,41 +129,23 @@ def build(out):
         pytest.skip(f"no cuda/ and cpp/ sources next to the tests (looked in {ROOT})")
     openblas = pytest.importorskip("scipy_openblas32")
     out = Path(out)
-    src = out / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    probe = src / "probe.cpp"
+    probe = out / "probe.cpp"
     probe.write_text("#include <atomic>\n#include <omp.h>\n#include <ucontext.h>\nint main() { float f = 0;\n"
                      "  std::atomic_ref<float>(f).fetch_add(1.f); ucontext_t c; return getcontext(&c); }\n")
     r = subprocess.run([cxx, "-std=c++20", "-fopenmp", "-pthread", str(probe), "-o", str(out / "probe")],
                        capture_output=True, text=True, check=False)
     if r.returncode:
         pytest.skip(f"{cxx} cannot build C++20 atomic_ref with OpenMP and ucontext: {r.stderr.strip()[:300]}")
-    for h in sorted(CUDA.glob("*.cuh")):  # headers with kernels (patches.cuh) or helpers
-        (src / h.name).write_text(transform(h))
-    units = []
-    for cu in sorted(CUDA.glob("*.cu")):
-        units.append(src / f"{cu.stem}.cu.cpp")
-        units[-1].write_text(transform(cu))
+    src = out / "src"
+    units = _emulated_sources(src, sorted(CUDA.glob("*.cu")))
     units += [p for p in sorted(CPP.glob("*.cpp")) if p.name != "bind.cpp"]  # the references (bind.cpp: pybind11)
     units.append(EMU / "harness.cpp")
     flags = ["-std=c++20", "-O2", "-fopenmp", "-pthread", "-Wno-unknown-pragmas", f"-I{src}", f"-I{EMU}",
              f"-I{CUDA}", f"-I{CPP}", f"-I{openblas.get_include_dir()}"]
-
-    def compile_one(path):
-        obj = out / f"{path.parent.name}_{path.name}.o"
-        r = subprocess.run([cxx, *flags, "-c", str(path), "-o", str(obj)], capture_output=True, text=True, check=False)
-        if r.returncode:
-            raise RuntimeError(f"compiling {path} failed:\n{r.stderr[-6000:]}")
-        return obj
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        objs = list(pool.map(compile_one, units))
-    exe = out / "harness"
-    lib = openblas.get_lib_dir()
-    r = subprocess.run([cxx, "-fopenmp", "-pthread", *map(str, objs), "-o", str(exe), f"-L{lib}",
-                        f"-l{openblas.get_library()}", f"-Wl,-rpath,{lib}"], capture_output=True, text=True, check=False)
-    if r.returncode:
-        raise RuntimeError(f"linking the CUDA emulation harness failed:\n{r.stderr[-6000:]}")
+    objs = _compile(cxx, flags, units, out)
+    exe, lib = out / "harness", openblas.get_lib_dir()
+    _run([cxx, "-fopenmp", "-pthread", *map(str, objs), "-o", str(exe), f"-L{lib}",
+          f"-l{openblas.get_library()}", f"-Wl,-rpath,{lib}"], "linking the CUDA emulation harness")
     return exe
 
 
@@ -149,34 +159,17 @@ def build_module(out):
         pytest.skip("no C++ compiler or no cuda/ sources")
     out = Path(out)
     src = out / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    for h in sorted(CUDA.glob("*.cuh")):
-        (src / h.name).write_text(transform(h))
-    units = []
-    for f in sorted(CUDA.glob("*.cu")) + sorted(CUDA.glob("*.cpp")):
-        units.append(src / f"{f.name}.cpp")
-        units[-1].write_text(transform(f))
+    units = _emulated_sources(src, sorted(CUDA.glob("*.cu")) + sorted(CUDA.glob("*.cpp")))
     # fmaf is a libm call without -mfma: a third of the run time of the kernels
     fma = ["-mfma"] if "fma" in Path("/proc/cpuinfo").read_text(errors="replace").split() else []
     flags = ["-std=c++20", "-O2", *fma, "-fPIC", "-pthread", "-fvisibility=hidden", "-Wno-unknown-pragmas",
              f"-I{src}", f"-I{EMU}", f"-I{CUDA}", f"-I{CPP}", f"-I{sysconfig.get_paths()['include']}",
              f"-I{pybind11.get_include()}"]
-
-    def compile_one(path):
-        obj = out / f"{path.name}.o"
-        r = subprocess.run([cxx, *flags, "-c", str(path), "-o", str(obj)], capture_output=True, text=True, check=False)
-        if r.returncode:
-            raise RuntimeError(f"compiling {path} failed:\n{r.stderr[-6000:]}")
-        return obj
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        objs = list(pool.map(compile_one, units))
+    objs = _compile(cxx, flags, units, out)
     lib, cublas = out / "_cuda.so", out / "libcublas_emu.so"
-    for target, inputs in ((lib, objs), (cublas, [compile_one(EMU / "cublas_emu.cpp")])):
-        r = subprocess.run([cxx, "-shared", "-pthread", *map(str, inputs), "-o", str(target), "-ldl"],
-                           capture_output=True, text=True, check=False)
-        if r.returncode:
-            raise RuntimeError(f"linking {target.name} failed:\n{r.stderr[-6000:]}")
+    _run([cxx, "-shared", "-pthread", *map(str, objs), "-o", str(lib), "-ldl"], "linking _cuda.so")
+    _run([cxx, "-shared", *map(str, _compile(cxx, flags, [EMU / "cublas_emu.cpp"], out)), "-o", str(cublas)],
+         "linking libcublas_emu.so")
     return lib, cublas
 
 
