@@ -7,6 +7,9 @@ Each case builds one pyconvnet layer and its inputs (fixed seed) and offers:
                                     read and write, per call; rate() turns it into GFLOP/s or GB/s
   check(backward, torch=None)       asserts pyconvnet's output (and with backward, its gradients)
                                     against torch when given, else against a numpy reference
+  to(device)                        runs the timed calls on "cuda": the layer and the inputs move
+                                    there (torch's too, when it has CUDA); the references read the
+                                    host arrays self.x, self.dy, which stay
 Parameter gradients accumulate across calls on both sides (torch via autograd.grad returns fresh
 ones); that does not change the work done.
 """
@@ -20,15 +23,20 @@ try:
 except ImportError:  # run from a source checkout without an install: use the checkout's package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import pyconvnet  # noqa: F401
-from pyconvnet import nn
+from pyconvnet import nn, ops
 
 BATCH = 16
 F32 = np.float32
 
 
+def host(t):
+    """A torch tensor's values as numpy, wherever it lives."""
+    return t.detach().cpu().numpy()
+
+
 def close(what, got, want, rtol=1e-3):
     """allclose with the absolute tolerance scaled to the reference's magnitude."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    got, want = np.asarray(ops.to_numpy(got), np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
     err = np.abs(got - want).max()
     tol = rtol * (np.abs(want).max() + 1e-30)
@@ -40,22 +48,45 @@ class Case:
     """One benchmarked op: a pyconvnet layer on self.x (gradient self.dy) and, after setup_torch,
     the same op in torch on self.xt (and self.wt, self.bt for a layer with weights)."""
     name = ""
+    device = "cpu"
+
+    def to(self, device):
+        if device != "cpu":
+            self.holder = nn.Sequential(self.layer).to(device)  # moves the layer's parameters
+        self.device = device
+        self.xd = ops.to_device(self.x, device)
+        self.dyd = ops.to_device(self.dy, device) if hasattr(self, "dy") else None
+        return self
+
+    def sync(self):
+        """Waits for queued GPU work (ours, and torch's on a GPU): timers call it before stopping."""
+        if self.device == "cuda":
+            from pyconvnet import cuda
+            cuda.synchronize()
+            if hasattr(self, "torch") and self.torch.cuda.is_available():
+                self.torch.cuda.synchronize()
 
     def fwd(self):
-        return self.layer(self.x)
+        return self.layer(getattr(self, "xd", self.x))
 
     def fwd_bwd(self):
-        self.layer(self.x)
-        return self.layer.backward(self.dy)
+        self.layer(getattr(self, "xd", self.x))
+        return self.layer.backward(getattr(self, "dyd", self.dy))
+
+    def torch_tensor(self, a, grad=False):
+        """A torch copy of host array a, on the GPU when the case runs there and torch has CUDA."""
+        dev = "cuda" if self.device == "cuda" and self.torch.cuda.is_available() else "cpu"
+        t = self.torch.from_numpy(np.array(ops.to_numpy(a))).to(dev)
+        return t.requires_grad_() if grad else t
 
     def setup_torch(self, torch):
         self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.dyt = torch.from_numpy(self.dy)
+        self.xt = self.torch_tensor(self.x, grad=True)
+        self.dyt = self.torch_tensor(self.dy)
         self.weights = ()
         if "weight" in getattr(self.layer, "_params", {}):
-            self.wt = torch.from_numpy(self.layer.weight.copy()).requires_grad_()
-            self.bt = torch.from_numpy(self.layer.bias.copy()).requires_grad_()
+            self.wt = self.torch_tensor(self.layer.weight, grad=True)
+            self.bt = self.torch_tensor(self.layer.bias, grad=True)
             self.weights = (self.wt, self.bt)
 
     def torch_fwd_bwd(self):
@@ -69,7 +100,7 @@ class Case:
     def check(self, backward, torch=None):
         if torch is not None:
             self.setup_torch(torch)
-            y, dx = self.torch_fwd().detach().numpy(), self.torch_fwd_bwd().numpy()
+            y, dx = host(self.torch_fwd()), host(self.torch_fwd_bwd())
         else:
             y, dx = self.reference()
         close(f"{self} y", self.fwd(), y, rtol=self.rtol_y)
@@ -131,17 +162,17 @@ class Conv(Case):
     def _grads(self):
         self.layer.zero_grad()
         dx = self.fwd_bwd()
-        return dx, self.layer.weight_grad.copy(), self.layer.bias_grad.copy()
+        return dx, np.array(ops.to_numpy(self.layer.weight_grad)), np.array(ops.to_numpy(self.layer.bias_grad))
 
     def check(self, backward, torch=None):
         if torch is not None:
             self.setup_torch(torch)
-            close(f"{self} y", self.fwd(), self.torch_fwd().detach().numpy())
+            close(f"{self} y", self.fwd(), host(self.torch_fwd()))
             if backward:
                 for what, got, want in zip(("dx", "dw", "db"), self._grads(), self.torch_fwd_bwd()):
-                    close(f"{self} {what}", got, want.numpy())
+                    close(f"{self} {what}", got, host(want))
             return
-        w, b = self.layer.weight, self.layer.bias
+        w, b = ops.to_numpy(self.layer.weight), ops.to_numpy(self.layer.bias)
         if not backward:
             close(f"{self} y", self.fwd(), conv_reference(self.x, w, b, None, self.s, self.p, self.groups))
             return
@@ -240,11 +271,11 @@ class Linear(Case):
     def check(self, backward, torch=None):
         if torch is not None:
             self.setup_torch(torch)
-            y = self.torch_fwd().detach().numpy()
-            grads = [g.numpy() for g in self.torch_fwd_bwd()] if backward else None
+            y = host(self.torch_fwd())
+            grads = [host(g) for g in self.torch_fwd_bwd()] if backward else None
         else:
-            x, w, dy = self.x, self.layer.weight, self.dy   # float32 BLAS: 300 MB less than float64
-            y = x @ w.T + self.layer.bias
+            x, w, dy = self.x, ops.to_numpy(self.layer.weight), self.dy   # float32 BLAS: 300 MB less than float64
+            y = x @ w.T + ops.to_numpy(self.layer.bias)
             grads = (dy @ w, dy.T @ x, dy.sum(0))
         close(f"{self} y", self.fwd(), y)
         if backward:
@@ -283,12 +314,13 @@ class Dropout(Case):
             close(f"{who} dx", dx, np.where(kept, self.dy / F32(q), 0), rtol=1e-6)
 
     def check(self, backward, torch=None):
-        y = self.fwd()
-        self._check_law(f"{self}", y, self.layer.backward(self.dy) if backward else None)
+        y = ops.to_numpy(self.fwd())
+        dx = ops.to_numpy(self.layer.backward(getattr(self, "dyd", self.dy))) if backward else None
+        self._check_law(f"{self}", y, dx)
         if torch is not None:
             self.setup_torch(torch)
             with torch.no_grad():
-                self._check_law(f"{self} (torch)", self.torch_fwd().numpy())
+                self._check_law(f"{self} (torch)", host(self.torch_fwd()))
 
 
 # ---- softmax + cross-entropy ---------------------------------------------------------------
@@ -305,17 +337,21 @@ class SoftmaxXent(Case):
         bwd = 2 * self.x.nbytes + self.labels.nbytes          # read prob, labels; write dx
         return fwd + (bwd if backward else 0), "GB/s"
 
+    def to(self, device):
+        self.labels_d = ops.to_device(self.labels, device)
+        return super().to(device)
+
     def fwd(self):
-        return self.layer(self.x, self.labels)
+        return self.layer(getattr(self, "xd", self.x), getattr(self, "labels_d", self.labels))
 
     def fwd_bwd(self):
-        self.layer(self.x, self.labels)
+        self.fwd()
         return self.layer.backward()
 
     def setup_torch(self, torch):
         self.F, self.torch = torch.nn.functional, torch
-        self.xt = torch.from_numpy(self.x.copy()).requires_grad_()
-        self.lt = torch.from_numpy(self.labels)
+        self.xt = self.torch_tensor(self.x, grad=True)
+        self.lt = self.torch_tensor(self.labels)
 
     def torch_fwd(self):
         return self.F.cross_entropy(self.xt, self.lt)
@@ -326,7 +362,7 @@ class SoftmaxXent(Case):
     def check(self, backward, torch=None):
         if torch is not None:
             self.setup_torch(torch)
-            loss, dx = self.torch_fwd().item(), self.torch_fwd_bwd().numpy()
+            loss, dx = self.torch_fwd().item(), host(self.torch_fwd_bwd())
         else:
             x = self.x.astype(np.float64)
             z = x - x.max(1, keepdims=True)

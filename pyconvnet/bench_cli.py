@@ -2,7 +2,7 @@
 OUT/<what>.png (connectivity also OUT/connectivity_accuracy.png).
 
   ops           the AlexNet layer shapes at batch 16 (bench/alexnet_shapes.py of a source checkout),
-                forward and forward+backward
+                forward and forward+backward, on the CPU or (--device cuda) the GPU
   models        training steps (forward, loss, backward, SGD step) of LeNet-5 (batch 64, 28x28),
                 alexnet_small (batch 64, 64x64, 100 classes) and AlexNet (batch 16, 227x227);
                 on the CPU or (--device cuda) the GPU, where PyTorch runs on the GPU too
@@ -81,9 +81,8 @@ def available_devices(what="connectivity"):
         why = cuda.why_unavailable()
     except ImportError:
         why = "pyconvnet was built without its CUDA backend (pyconvnet._cuda)"
-    if why is None and what != "models":
-        why = (f"`pyconvnet bench {what}` has no GPU rows yet (models has; bench/gpu_check.sh times "
-               "the AlexNet layers on a GPU against cuDNN)")
+    if why is None and what == "connectivity":
+        why = "`pyconvnet bench connectivity` has no GPU rows yet (ops and models have)"
     return {"cpu": None, "cuda": why}
 
 
@@ -144,7 +143,7 @@ def run_ops(a, torch, bar):
     bar.reset(total=2 * len(names))
     rows = []
     for name in names:
-        case = shapes.CASES[name]()
+        case = shapes.CASES[name]().to(a.device)
         for backward, pass_name in ((False, "fwd"), (True, "fwd+bwd")):
             case.check(backward, torch)
             _set_threads(a.threads, torch)
@@ -152,17 +151,18 @@ def run_ops(a, torch, bar):
             if a.compare_torch:
                 case.setup_torch(torch)
                 fns.append(case.torch_fwd_bwd if backward else case.torch_fwd)
-            times = time_interleaved(fns, a.repeat, 0.05)
+            times = time_interleaved(fns, a.repeat, 0.05, case.sync)
             rate, unit = case.rate(times[0], backward)
             row = {"op": name, "pass": pass_name, "ms": times[0] * 1e3, "rate": rate, "unit": unit}
             if a.compare_torch:
-                row.update(torch_ms=times[1] * 1e3, ratio=times[1] / times[0])
-                if backward and a.threads == TARGET_THREADS and name in TARGETS:
+                torch_device = case.xt.device.type
+                row.update(torch_ms=times[1] * 1e3, ratio=times[1] / times[0], torch_device=torch_device)
+                if backward and a.device == "cpu" and a.threads == TARGET_THREADS and name in TARGETS:
                     row.update(target=TARGETS[name], met=row["ratio"] >= TARGETS[name])
             rows.append(row)
             bar.update(1)
         del case
-    return {"rows": rows}
+    return {"rows": rows, "torch_device": rows[-1].get("torch_device") if rows else None}
 
 
 # ---- connectivity ---------------------------------------------------------------------------

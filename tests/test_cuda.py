@@ -671,6 +671,20 @@ def test_bench_models_on_the_gpu(tmp_path):
 
 
 @GPU
+def test_bench_ops_on_the_gpu(tmp_path, monkeypatch):
+    # every timed op is first checked (against PyTorch when installed, else numpy); the AlexNet
+    # pooling, LRN and softmax cases, and a small grouped conv (conv3 is minutes under emulation)
+    from pyconvnet import bench_cli
+    shapes = bench_cli._alexnet_shapes()
+    monkeypatch.setitem(shapes.CASES, "conv_small", lambda: shapes.Conv("conv_small", 4, 9, 6, 3, padding=1, groups=2))
+    monkeypatch.setattr(bench_cli, "QUICK_OPS", ("conv_small", "maxpool", "lrn", "softmax_xent"))
+    cli.main(["bench", "ops", "--device", "cuda", "--quick", "--repeat", "1", "--out", str(tmp_path), "--no-progress"])
+    rows = json.loads((tmp_path / "ops.json").read_text())["rows"]
+    assert [(r["op"], r["pass"]) for r in rows[:2]] == [("conv_small", "fwd"), ("conv_small", "fwd+bwd")]
+    assert len(rows) == 8 and all(r["ms"] > 0 for r in rows)
+
+
+@GPU
 def test_run_on_gpu_and_checkpoints_both_ways(tmp_path):
     cpu = Run(TRAIN).train_epoch(progress=False)
     dev = Run(TRAIN, device="cuda")

@@ -191,8 +191,11 @@ def test_gpu_tests_pass_on_the_emulated_module(tmp_path):
     pyconvnet._cuda: the bindings, argument checks, device arrays, caching allocator, upload
     staging, training and checkpoints on the device, beside the kernels checked above."""
     lib, cublas = build_module(tmp_path)
-    # cwd: not the checkout, whose pyconvnet/ (no compiled _core) `python -m` would import first
-    env = dict(os.environ, PYCONVNET_TEST_CUDA_MODULE=str(lib), PYCONVNET_TEST_CUBLAS=str(cublas))
+    # The child imports the pyconvnet this process imported (installed, or an in-tree build); cwd
+    # is not the checkout, whose pyconvnet/ (no compiled _core in CI) `python -m` would put first.
+    import pyconvnet
+    path = os.pathsep.join([str(Path(pyconvnet.__file__).parent.parent), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path, PYCONVNET_TEST_CUDA_MODULE=str(lib), PYCONVNET_TEST_CUBLAS=str(cublas))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
                         str(HERE / "test_cuda.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=1200, check=False)
