@@ -123,13 +123,16 @@ def run_models(a, torch, bar):
 
 # ---- ops: the AlexNet layer shapes of bench/alexnet_shapes.py ------------------------------
 def _alexnet_shapes():
+    """bench/alexnet_shapes.py of the source checkout this package was built in, or else one that
+    is importable already (a test puts the checkout's bench/ on sys.path)."""
     bench = Path(__file__).resolve().parents[1] / "bench"
-    if not (bench / "alexnet_shapes.py").is_file():
-        raise SystemExit(f"pyconvnet bench ops: needs bench/alexnet_shapes.py of a source checkout "
-                         f"(looked in {bench})")
-    if str(bench) not in sys.path:
+    if (bench / "alexnet_shapes.py").is_file() and str(bench) not in sys.path:
         sys.path.insert(0, str(bench))
-    import alexnet_shapes
+    try:
+        import alexnet_shapes
+    except ImportError:
+        raise SystemExit(f"pyconvnet bench ops: needs bench/alexnet_shapes.py of a source checkout "
+                         f"(looked in {bench})") from None
     return alexnet_shapes
 
 

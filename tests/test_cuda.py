@@ -8,6 +8,7 @@ What runs everywhere: the module and availability checks, and the device-agnosti
 numpy but refuse implicit conversion to numpy, served by the _core kernels. It proves that nothing
 in pyconvnet/ converts a device array to numpy behind the user's back."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -675,6 +676,7 @@ def test_bench_ops_on_the_gpu(tmp_path, monkeypatch):
     # every timed op is first checked (against PyTorch when installed, else numpy); the AlexNet
     # pooling, LRN and softmax cases, and a small grouped conv (conv3 is minutes under emulation)
     from pyconvnet import bench_cli
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "bench"))  # an installed package
     shapes = bench_cli._alexnet_shapes()
     monkeypatch.setitem(shapes.CASES, "conv_small", lambda: shapes.Conv("conv_small", 4, 9, 6, 3, padding=1, groups=2))
     monkeypatch.setattr(bench_cli, "QUICK_OPS", ("conv_small", "maxpool", "lrn", "softmax_xent"))
