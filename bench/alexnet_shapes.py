@@ -58,14 +58,6 @@ class Case:
         self.dyd = ops.to_device(self.dy, device) if hasattr(self, "dy") else None
         return self
 
-    def sync(self):
-        """Waits for queued GPU work (ours, and torch's on a GPU): timers call it before stopping."""
-        if self.device == "cuda":
-            from pyconvnet import cuda
-            cuda.synchronize()
-            if hasattr(self, "torch") and self.torch.cuda.is_available():
-                self.torch.cuda.synchronize()
-
     def fwd(self):
         return self.layer(getattr(self, "xd", self.x))
 

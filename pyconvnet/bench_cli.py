@@ -59,6 +59,20 @@ def _per_call(fn, calls, sync=None):
     return (time.perf_counter() - t) / calls
 
 
+def device_sync(device, torch=None):
+    """None on the CPU; on CUDA, a function that waits for the GPU work queued so far, ours and
+    PyTorch's (calls there are asynchronous: a timer must wait before it stops)."""
+    if device == "cpu":
+        return None
+    from . import cuda
+
+    def sync():
+        cuda.synchronize()
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.synchronize()
+    return sync
+
+
 def time_interleaved(fns, repeat=5, min_time=0.05, sync=None):
     """Median seconds per call of each fn. After a warm-up call each, samples are taken in turns,
     the order reversed every other round (A B C, C B A, ...), so that load from other processes
@@ -104,7 +118,7 @@ def run_models(a, torch, bar):
         case.check()
         _set_threads(a.threads, torch)
         fns = [case.step] + ([case.torch_step] if a.compare_torch else [])
-        times = time_interleaved(fns, a.repeat, 0.2, case.sync)
+        times = time_interleaved(fns, a.repeat, 0.2, device_sync(a.device, torch))
         row = {"model": name, "batch": batch, "ms": times[0] * 1e3, "images_per_s": batch / times[0],
                "gflops": case.flops / times[0] / 1e9, "checked_against_torch": torch is not None}
         if a.compare_torch:
@@ -118,7 +132,7 @@ def run_models(a, torch, bar):
         rows.append(row)
         del case
         bar.update(1)
-    return {"rows": rows, "torch_device": rows[-1].get("torch_device") if rows else None}
+    return {"rows": rows}
 
 
 # ---- ops: the AlexNet layer shapes of bench/alexnet_shapes.py ------------------------------
@@ -154,18 +168,17 @@ def run_ops(a, torch, bar):
             if a.compare_torch:
                 case.setup_torch(torch)
                 fns.append(case.torch_fwd_bwd if backward else case.torch_fwd)
-            times = time_interleaved(fns, a.repeat, 0.05, case.sync)
+            times = time_interleaved(fns, a.repeat, 0.05, device_sync(a.device, torch))
             rate, unit = case.rate(times[0], backward)
             row = {"op": name, "pass": pass_name, "ms": times[0] * 1e3, "rate": rate, "unit": unit}
             if a.compare_torch:
-                torch_device = case.xt.device.type
-                row.update(torch_ms=times[1] * 1e3, ratio=times[1] / times[0], torch_device=torch_device)
+                row.update(torch_ms=times[1] * 1e3, ratio=times[1] / times[0], torch_device=case.xt.device.type)
                 if backward and a.device == "cpu" and a.threads == TARGET_THREADS and name in TARGETS:
                     row.update(target=TARGETS[name], met=row["ratio"] >= TARGETS[name])
             rows.append(row)
             bar.update(1)
         del case
-    return {"rows": rows, "torch_device": rows[-1].get("torch_device") if rows else None}
+    return {"rows": rows}
 
 
 # ---- connectivity ---------------------------------------------------------------------------
@@ -237,9 +250,10 @@ def _target(row):
 
 def report(result):
     r = result
+    torch_device = next((x["torch_device"] for x in r.get("rows", []) if "torch_device" in x), None)
     head = (f"pyconvnet bench {r['command']} on {r['cpu']}, {r['threads']} threads, {r['device']}; "
             f"load avg {r['load_avg'][0]:.1f} -> {r['load_avg'][1]:.1f}; torch {r['torch'] or 'not installed'}"
-            + (f" on {r['torch_device']}" if r.get("torch_device") else "")
+            + (f" on {torch_device}" if torch_device else "")
             + ("\nratio = torch time / pyconvnet time (> 1: pyconvnet faster), timed interleaved in one process"
                if r["compare_torch"] else ""))
     if r["command"] == "connectivity":

@@ -2,12 +2,12 @@
 of the identical torch.nn.Sequential + torch.optim.SGD with the same weights, with a correctness
 check against float64 PyTorch before anything is timed. Used by `pyconvnet bench models` and
 bench/bench_models.py. On device="cuda" the model, the batch and (when torch has CUDA) the PyTorch
-twin live on the GPU; calls are asynchronous there, so timers call sync() before they stop."""
+twin live on the GPU; calls are asynchronous there (bench_cli's timer synchronizes)."""
 import math
 
 import numpy as np
 
-from . import cuda, models, nn, ops, optim
+from . import models, nn, ops, optim
 
 MODEL_CLASSES = {"lenet5": 10, "alexnet_small": 100, "alexnet": 1000}
 
@@ -63,13 +63,6 @@ class TrainStep:
         self.model.backward(self.crit.backward())
         self.opt.step()
         return loss
-
-    def sync(self):
-        """Waits for the GPU work queued so far (ours, and PyTorch's on a GPU); nothing on the CPU."""
-        if self.device == "cuda":
-            cuda.synchronize()
-            if hasattr(self, "torch") and self.torch.cuda.is_available():
-                self.torch.cuda.synchronize()
 
     def setup_torch(self, torch):
         """The PyTorch twin, on the GPU when ours is there and torch has CUDA, else on the CPU."""

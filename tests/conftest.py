@@ -20,8 +20,9 @@ def _load_emulated_cuda(path, cublas):
     spec = importlib.util.spec_from_file_location("pyconvnet._cuda", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if cublas and module.load_cublas([cublas]):
-        raise RuntimeError(f"{cublas}: {module.load_cublas([cublas])}")
+    why = module.load_cublas([cublas]) if cublas else ""
+    if why:
+        raise RuntimeError(f"{cublas}: {why}")
     sys.modules["pyconvnet._cuda"] = module  # before pyconvnet.cuda imports it
 
 
